@@ -1,0 +1,3 @@
+from shipscope.cli.main import app
+
+app(prog_name="shipscope")

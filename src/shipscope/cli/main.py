@@ -1,0 +1,313 @@
+"""`shipscope …`: each command parses flags, calls the core, and renders; errors become a message and an exit code.
+
+Exit codes: 0 success; 1 some input was rejected; 2 an error stopped the command.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shipscope.client import ServerClient
+from shipscope.config import Settings, load_settings
+from shipscope.errors import ShipscopeError, StoreError
+from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
+from shipscope.ingest import IngestReport
+from shipscope.ingest.generic import stream_records
+from shipscope.ingest.registry import decode
+from shipscope.server_state import running_server
+from shipscope.store import Store, duckdb_path
+
+app = typer.Typer(
+    name="shipscope",
+    help="Delivery-pipeline observability: CI/CD events in, pipeline SLIs and DORA metrics out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+stderr = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (duckdb:///PATH or postgresql+psycopg://…) [env: SHIPSCOPE_DB]."),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turns a ShipscopeError into its message, hint and exit code 2; no traceback reaches the user."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ShipscopeError as error:
+            stderr.print(f"[red]error:[/red] {error.message}", highlight=False)
+            if error.hint:
+                stderr.print(f"hint: {error.hint}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def _settings(db: str | None) -> Settings:
+    return load_settings().with_overrides(db=db)
+
+
+def _open_store(settings: Settings) -> Store:
+    store = Store(settings.db, stage_patterns=settings.stage_patterns)
+    store.ensure_schema()
+    return store
+
+
+@contextmanager
+def _sink(settings: Settings) -> Iterator[RecordSink]:
+    """The store itself, or the API of the running server that owns its DuckDB file (said on stderr)."""
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    if url is not None:
+        stderr.print(f"{path} is held by the shipscope server at {url}; sending through its API", highlight=False)
+        client = ServerClient(url, token=settings.api_token)
+        try:
+            yield ServerSink(client)
+        finally:
+            client.close()
+        return
+    store = _open_store(settings)
+    try:
+        yield StoreSink(store)
+    finally:
+        store.close()
+
+
+def _refuse_if_served(settings: Settings, action: str) -> None:
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    if url is not None:
+        raise StoreError(f"{path} is held by the shipscope server at {url}", hint=f"stop it, then {action}")
+
+
+def _print_report(report: IngestReport, label: str, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_json()).decode() + "\n")
+        return
+    for rejection in report.rejected[:50]:
+        stderr.print(f"{label}:{rejection.position}: {rejection.reason}", highlight=False, soft_wrap=True)
+    if report.rejected_count > 50:
+        stderr.print(f"… and {report.rejected_count - 50} more rejected", highlight=False)
+    stderr.print(
+        f"stored {report.stored}, duplicates {report.duplicates}, rejected {report.rejected_count}",
+        highlight=False,
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[events]} events"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+@app.command("import")
+@_reports_errors
+def import_command(
+    files: Annotated[list[str], typer.Argument(help="NDJSON or JSON-array files of canonical events; - for stdin.")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Import canonical events, streaming, with a per-line report of what was rejected."""
+    settings = _settings(db)
+    total = IngestReport()
+    with _sink(settings) as sink, _progress() as progress:
+        for name in files:
+            stream: IO[bytes]
+            try:
+                stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+            except OSError as error:
+                raise StoreError(f"cannot read {name}: {error.strerror}") from error
+            size = None if name == "-" else Path(name).stat().st_size
+            task = progress.add_task(name, total=size, events=0)
+
+            def advance(count: int, stream: IO[bytes] = stream, task: Any = task) -> None:
+                completed = None if stream is sys.stdin.buffer else stream.tell()
+                events = progress.tasks[task].fields["events"] + count
+                progress.update(task, completed=completed, events=events)
+
+            with stream:
+                _, records = stream_records(stream)
+                report = import_records(records, sink, progress=advance)
+            progress.remove_task(task)
+            _print_report(report, name, as_json)
+            total.add(report)
+    if total.rejected_count:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_reports_errors
+def demo(
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of history to generate.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 7,
+    until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD, exclusive); default today.")] = None,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the database has data.")] = False,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write NDJSON to this file (- for stdout) instead.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Load a deterministic, realistic demo dataset through the ordinary ingest path."""
+    from shipscope import demo as demo_data
+
+    try:
+        end = date.fromisoformat(until) if until else None
+    except ValueError as error:
+        raise typer.BadParameter(f"--until: {error}") from error
+    events = demo_data.generate(days=days, seed=seed, until=end)
+    if output is not None:
+        out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+        with out:
+            for event in events:
+                out.write(orjson.dumps(event) + b"\n")
+        return
+    settings = _settings(db)
+    if if_empty:
+        path = duckdb_path(settings.db)
+        if path and running_server(path):
+            stderr.print("the database is served by a running server; not loading the demo", highlight=False)
+            return
+        store = _open_store(settings)
+        try:
+            if store.has_data():
+                stderr.print("the database already has data; demo not loaded", highlight=False)
+                return
+        finally:
+            store.close()
+    records = ((position, orjson.dumps(event)) for position, event in enumerate(events, start=1))
+    with _sink(settings) as sink, _progress() as progress:
+        task = progress.add_task("demo", total=None, events=0)
+
+        def advance(count: int) -> None:
+            progress.update(task, events=progress.tasks[task].fields["events"] + count)
+
+        report = import_records(records, sink, progress=advance)
+    _print_report(report, "demo", as_json=False)
+    if report.rejected_count:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_reports_errors
+def serve(
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind [env: SHIPSCOPE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env: SHIPSCOPE_PORT].")] = None,
+) -> None:
+    """Serve the API and dashboard. Beyond loopback it needs SHIPSCOPE_API_TOKENS."""
+    import uvicorn
+
+    from shipscope.server_state import clear_state, write_state
+    from shipscope.web.app import create_app
+
+    settings = load_settings().with_overrides(db=db, host=host, port=port)
+    if not _is_loopback(settings.host) and not settings.api_tokens.strip():
+        raise StoreError(
+            f"refusing to listen on {settings.host} without API tokens",
+            hint="set SHIPSCOPE_API_TOKENS (TOKEN:ingest,read …) or bind 127.0.0.1",
+        )
+    _refuse_if_served(settings, "serve again")
+    path = duckdb_path(settings.db)
+    application = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    )
+    url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if path:
+        write_state(path, f"http://{url_host}:{settings.port}")
+    try:
+        server.run()
+    finally:
+        if path:
+            clear_state(path)
+    if not server.started:
+        raise typer.Exit(2)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+@_reports_errors
+def reprocess(db: DbOption = None) -> None:
+    """Rebuild every normalized table from the raw journal (after a parser fix, say)."""
+    settings = _settings(db)
+    _refuse_if_served(settings, "run reprocess")
+    store = _open_store(settings)
+    try:
+        with stderr.status("reprocessing the journal"):
+            report = store.reprocess(decode)
+    finally:
+        store.close()
+    for seq, reason in report.failed[:50]:
+        stderr.print(f"journal entry {seq}: {reason}", highlight=False)
+    stderr.print(
+        f"reprocessed {report.deliveries} payloads into {report.events} events; {len(report.failed)} failed",
+        highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+@_reports_errors
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or upgrade the schema to this version's revision."""
+    settings = _settings(db)
+    _refuse_if_served(settings, "upgrade")
+    store = Store(settings.db)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.close()
+    stderr.print(
+        f"schema at revision {after}" + (f" (was {before})" if before != after else " (already current)"),
+        highlight=False,
+    )
+
+
+@db_app.command("current")
+@_reports_errors
+def db_current(db: DbOption = None) -> None:
+    """Print the schema revision of the database."""
+    settings = _settings(db)
+    _refuse_if_served(settings, "ask again")
+    store = Store(settings.db)
+    try:
+        typer.echo(store.revision() or "none")
+    finally:
+        store.close()

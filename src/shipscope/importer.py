@@ -1,0 +1,88 @@
+"""Bulk import of canonical-event records, into the store directly or through a server that owns it.
+
+Both ways run the same parse (``ingest.generic``) and the same ``Store.write``; the remote way just lets the
+server do them. Records are taken a batch at a time, so memory stays flat whatever the input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Protocol
+
+from shipscope.client import ServerClient
+from shipscope.ingest import Delivery, IngestReport, Rejection
+from shipscope.ingest.generic import Record, read_records
+from shipscope.store import Store
+
+BATCH_SIZE = 5000
+
+
+class RecordSink(Protocol):
+    def send(self, records: list[Record], report: IngestReport) -> None: ...
+
+
+class StoreSink:
+    """Writes straight into a store this process has opened."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def send(self, records: list[Record], report: IngestReport) -> None:
+        deliveries: list[Delivery] = []
+        rejections: list[Rejection] = []
+        for entry in read_records(records):
+            if isinstance(entry, Delivery):
+                deliveries.append(entry)
+            else:
+                rejections.append(entry)
+        with self._store.engine.begin() as conn:
+            is_new = self._store.write(conn, deliveries, rejections)
+        report.count(deliveries, is_new)
+        for rejection in rejections:
+            report.reject(rejection)
+
+
+class ServerSink:
+    """Posts records to the server that owns the database; maps its line numbers back to the input's."""
+
+    def __init__(self, client: ServerClient) -> None:
+        self._client = client
+
+    def send(self, records: list[Record], report: IngestReport) -> None:
+        answer = self._client.post_records(records)
+        report.stored += int(answer["stored"])  # type: ignore[call-overload]
+        report.duplicates += int(answer["duplicates"])  # type: ignore[call-overload]
+        rejected = answer.get("rejected", [])
+        assert isinstance(rejected, list)
+        for entry in rejected:
+            position = records[int(entry["line"]) - 1][0] if entry.get("line") else None
+            report.reject(Rejection("events", str(entry["error"]), position))
+
+
+def _batches(records: Iterable[Record | Rejection], size: int) -> Iterator[list[Record | Rejection]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def import_records(
+    records: Iterable[Record | Rejection],
+    sink: RecordSink,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Sends every record to ``sink``; rejections found while reading (a broken JSON array) are reported too."""
+    report = IngestReport()
+    for batch in _batches(records, batch_size):
+        good = [entry for entry in batch if not isinstance(entry, Rejection)]
+        for entry in batch:
+            if isinstance(entry, Rejection):
+                report.reject(entry)
+        if good:
+            sink.send(good, report)
+        if progress is not None:
+            progress(len(batch))
+    report.rejected.sort(key=lambda rejection: rejection.position or 0)
+    return report

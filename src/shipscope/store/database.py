@@ -1,0 +1,400 @@
+"""The store: the only code that speaks SQL, on DuckDB (embedded) and PostgreSQL with one query text."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from shipscope.config import DEFAULT_STAGE_PATTERNS
+from shipscope.errors import DatabaseBusy, InputError, StoreError
+from shipscope.events import Event
+from shipscope.ingest import Delivery, Rejection
+from shipscope.store import migrate, schema
+from shipscope.store.bulk import stage_relation, staged
+from shipscope.store.rows import MAPPINGS, event_to_row, row_to_json
+
+_JOURNAL_COLUMNS = [
+    schema.raw_events.c[name]
+    for name in ("seq", "source", "delivery_id", "kind", "received_at", "headers", "body")
+]
+_WAVE = sa.Column("wave", sa.Integer)
+_DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.*?)(?: \(PID (?P<pid>\d+)\))?(?:\.|$)")
+
+Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
+"""(kind, body, headers) → events: turns a journaled payload back into events, for reprocess."""
+
+
+def _configure_duckdb(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.execute("SET TimeZone = 'UTC'")
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for a ``duckdb:///…`` or ``postgresql+psycopg://…`` URL, sessions in UTC."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as error:
+        raise StoreError(f"invalid database URL {url!r}: {error}") from error
+    if parsed.get_backend_name() == "duckdb":
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _configure_duckdb)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True)
+    raise StoreError(f"unsupported database {url!r}: use duckdb:///PATH or postgresql+psycopg://…")
+
+
+def duckdb_path(url: str) -> str | None:
+    """The file behind a DuckDB URL, or None for PostgreSQL and in-memory DuckDB."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "duckdb" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+@dataclass
+class ReprocessReport:
+    deliveries: int = 0
+    events: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    """(journal seq, reason) of payloads the current parsers no longer accept."""
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _merge_statement(table: sa.Table) -> sa.Insert:
+    """Upsert from ``stage_<table>``, one wave at a time, by the DESIGN.md §1 rules.
+
+    The incoming row's fields win when its rank is at least the stored one (a later status, or the same one
+    again); fields it lacks keep their stored values; a lower-ranked row only fills fields still empty.
+    """
+    columns = [column for column in table.columns]
+    stage = stage_relation(f"stage_{table.name}", [*columns, _WAVE])
+    insert = postgresql.insert(table).from_select(
+        [column.name for column in columns],
+        sa.select(*(stage.c[column.name] for column in columns)).where(stage.c.wave == sa.bindparam("wave")),
+    )
+    incoming = insert.excluded
+    newer = incoming.merge_rank >= table.c.merge_rank
+    updates: dict[str, Any] = {
+        column.name: sa.case(
+            (newer, sa.func.coalesce(incoming[column.name], column)),
+            else_=sa.func.coalesce(column, incoming[column.name]),
+        )
+        for column in columns
+        if not column.primary_key and column.name != "merge_rank"
+    }
+    updates["merge_rank"] = sa.func.greatest(table.c.merge_rank, incoming.merge_rank)
+    return insert.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=updates)
+
+
+_merge_statements = cache(_merge_statement)
+
+
+def _journal_statement() -> sa.Insert:
+    stage = stage_relation("stage_raw_events", _JOURNAL_COLUMNS)
+    table = schema.raw_events
+    return (
+        postgresql.insert(table)
+        .from_select(
+            [column.name for column in _JOURNAL_COLUMNS],
+            sa.select(*(stage.c[column.name] for column in _JOURNAL_COLUMNS)),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.source, table.c.delivery_id])
+        .returning(table.c.source, table.c.delivery_id)
+    )
+
+
+_JOURNAL_INSERT = _journal_statement()
+
+
+def _take_sequence(conn: sa.Connection, sequence: sa.Sequence, count: int) -> list[int]:
+    """``count`` fresh values of a sequence, ascending: journal order is arrival order, which neither backend
+    promises for values drawn inside an INSERT … SELECT."""
+    numbers = sa.func.generate_series(1, count).table_valued("n")
+    values = conn.execute(sa.select(sequence.next_value()).select_from(numbers)).scalars().all()
+    return sorted(values)
+
+
+class Store:
+    """The database behind shipscope. Writes take a connection in a transaction (see ``writer``)."""
+
+    def __init__(
+        self, url: str, *, stage_patterns: Mapping[str, list[str]] = DEFAULT_STAGE_PATTERNS
+    ) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.stage_patterns = stage_patterns
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----- schema -------------------------------------------------------------------------------------
+
+    def connect(self) -> sa.Connection:
+        try:
+            return self.engine.connect()
+        except sa.exc.DBAPIError as error:
+            message = str(error.orig)
+            lock = _DUCKDB_LOCK.search(message)
+            if lock is not None:
+                raise DatabaseBusy(
+                    f"{duckdb_path(self.url)} is held by another process ({lock.group('holder')}"
+                    + (f", pid {lock.group('pid')})" if lock.group("pid") else ")"),
+                    hint="stop that process, or let the shipscope server that holds it take the request",
+                ) from error
+            raise StoreError(
+                f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}: "
+                f"{message.strip().splitlines()[0] if message.strip() else error}"
+            ) from error
+
+    def revision(self) -> str | None:
+        with self.connect() as connection:
+            return migrate.current_revision(connection)
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Runs pending migrations; returns (revision before, revision after)."""
+        before = self.revision()
+        migrate.upgrade(self.engine)
+        return before, migrate.head_revision()
+
+    def ensure_schema(self) -> None:
+        """Creates the schema in an empty database; refuses one left at an older revision."""
+        revision = self.revision()
+        if revision is None:
+            with self.connect() as connection:
+                existing = sa.inspect(connection).get_table_names()
+            if existing and "raw_events" in existing:
+                raise StoreError("the database has shipscope tables but no schema revision")
+            migrate.upgrade(self.engine)
+        elif revision != migrate.head_revision():
+            raise StoreError(
+                f"the database schema is at revision {revision}, this shipscope needs "
+                f"{migrate.head_revision()}",
+                hint="run `shipscope db upgrade`",
+            )
+
+    def health(self) -> None:
+        with self.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    # ----- writes --------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        conn: sa.Connection,
+        deliveries: Sequence[Delivery],
+        rejections: Sequence[Rejection] = (),
+        received_at: datetime | None = None,
+    ) -> list[bool]:
+        """Journals and normalizes ``deliveries`` in the caller's transaction.
+
+        Returns, per delivery, whether it was new; a delivery already journaled (or repeated earlier in the same
+        batch) changes nothing.
+        """
+        received_at = received_at or datetime.now(UTC)
+        first: dict[tuple[str, str], int] = {}
+        for index, delivery in enumerate(deliveries):
+            first.setdefault((delivery.source, delivery.delivery_id), index)
+        sequence_numbers = _take_sequence(conn, schema.raw_events_seq, len(first)) if first else []
+        journal_rows = [
+            {
+                "seq": seq,
+                "source": deliveries[index].source,
+                "delivery_id": deliveries[index].delivery_id,
+                "kind": deliveries[index].kind,
+                "received_at": received_at,
+                "headers": orjson.dumps(deliveries[index].headers).decode()
+                if deliveries[index].headers
+                else None,
+                "body": deliveries[index].body,
+            }
+            for seq, index in zip(sequence_numbers, first.values(), strict=True)
+        ]
+        inserted: set[tuple[str, str]] = set()
+        if journal_rows:
+            with staged(conn, "stage_raw_events", _JOURNAL_COLUMNS, journal_rows):
+                inserted = {(row.source, row.delivery_id) for row in conn.execute(_JOURNAL_INSERT)}
+        is_new = [
+            first[(delivery.source, delivery.delivery_id)] == index
+            and (delivery.source, delivery.delivery_id) in inserted
+            for index, delivery in enumerate(deliveries)
+        ]
+        self._upsert(conn, [event for delivery, new in zip(deliveries, is_new) if new for event in delivery.events])
+        if rejections:
+            conn.execute(
+                schema.ingest_rejections.insert(),
+                [
+                    {
+                        "received_at": received_at,
+                        "source": rejection.source,
+                        "position": rejection.position,
+                        "reason": rejection.reason,
+                        "excerpt": rejection.excerpt or None,
+                    }
+                    for rejection in rejections
+                ],
+            )
+        return is_new
+
+    def _upsert(self, conn: sa.Connection, events: Sequence[Event]) -> None:
+        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            by_type[event.type].append(event_to_row(event, self.stage_patterns))
+        for event_type, rows in by_type.items():
+            mapping = MAPPINGS[event_type]
+            key_columns = mapping.key_columns
+            # Rows repeating a key go to later waves: one statement may not touch a row twice, and waves keep
+            # the arrival order between repeats.
+            seen: dict[tuple[Any, ...], int] = defaultdict(int)
+            for row in rows:
+                key = tuple(row[name] for name in key_columns)
+                row["wave"] = seen[key]
+                seen[key] += 1
+            waves = max(seen.values())
+            table = mapping.table
+            with staged(conn, f"stage_{table.name}", [*table.columns, _WAVE], rows):
+                statement = _merge_statements(table)
+                for wave in range(waves):
+                    conn.execute(statement, {"wave": wave})
+
+    def reprocess(self, decode: Decoder, chunk_size: int = 5000) -> ReprocessReport:
+        """Rebuilds every normalized table from the journal, in arrival order, in one transaction."""
+        report = ReprocessReport()
+        journal = schema.raw_events
+        with self.engine.begin() as conn:
+            for table in schema.NORMALIZED_TABLES:
+                conn.execute(table.delete())
+            last_seq = -1
+            while True:
+                entries = conn.execute(
+                    sa.select(journal.c.seq, journal.c.kind, journal.c.headers, journal.c.body)
+                    .where(journal.c.seq > last_seq)
+                    .order_by(journal.c.seq)
+                    .limit(chunk_size)
+                ).all()
+                if not entries:
+                    break
+                last_seq = entries[-1].seq
+                events: list[Event] = []
+                for entry in entries:
+                    headers = orjson.loads(entry.headers) if entry.headers else {}
+                    try:
+                        decoded = decode(entry.kind, bytes(entry.body), headers)
+                    except ValueError as error:
+                        report.failed.append((entry.seq, str(error)))
+                        continue
+                    report.deliveries += 1
+                    events.extend(decoded)
+                report.events += len(events)
+                self._upsert(conn, events)
+        return report
+
+    # ----- reads ---------------------------------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        with self.connect() as conn:
+            return conn.execute(sa.select(schema.raw_events.c.seq).limit(1)).first() is not None
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, journal included."""
+        with self.connect() as conn:
+            return {
+                table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in (schema.raw_events, schema.ingest_rejections, *schema.NORMALIZED_TABLES)
+            }
+
+    def rows(self, table: sa.Table) -> list[dict[str, Any]]:
+        """Every row of a table in key order (for checks and exports of small tables)."""
+        with self.connect() as conn:
+            result = conn.execute(sa.select(table).order_by(*table.primary_key.columns))
+            return [dict(row._mapping) for row in result]
+
+    def list_events(
+        self,
+        event_type: str,
+        *,
+        repo: str | None = None,
+        service: str | None = None,
+        environment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> EventPage:
+        """Stored events of one type in key order, ``limit`` at a time, filtered; time range is [since, until)."""
+        mapping = MAPPINGS.get(event_type)
+        if mapping is None:
+            raise InputError(f"unknown event type {event_type!r}; expected one of {', '.join(MAPPINGS)}")
+        table = mapping.table
+        query = sa.select(table)
+        for name, value in (("repo", repo), ("service", service), ("environment", environment)):
+            if value is None:
+                continue
+            if name not in table.c:
+                raise InputError(f"events of type {event_type} have no {name} to filter on")
+            query = query.where(table.c[name] == value)
+        if since is not None or until is not None:
+            if mapping.time_column is None:
+                raise InputError(f"events of type {event_type} carry no time to filter on")
+            time_column = table.c[mapping.time_column]
+            if since is not None:
+                query = query.where(time_column >= since)
+            if until is not None:
+                query = query.where(time_column < until)
+        key = [table.c[name] for name in mapping.key_columns]
+        if cursor is not None:
+            query = query.where(sa.tuple_(*key) > sa.tuple_(*_decode_cursor(cursor, len(key))))
+        rows = self._fetch(query.order_by(*key).limit(limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor([rows[-1][name] for name in mapping.key_columns]) if more else None
+        return EventPage([row_to_json(event_type, row) for row in rows], next_cursor)
+
+    def _fetch(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def iter_journal(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        journal = schema.raw_events
+        last = -1
+        while True:
+            rows = self._fetch(sa.select(journal).where(journal.c.seq > last).order_by(journal.c.seq).limit(batch))
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["seq"]
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, width: int) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != width:
+        raise InputError("invalid cursor: pass back the next_cursor of an earlier page unchanged")
+    return values

@@ -1,0 +1,129 @@
+"""How each canonical event type maps to its table row, and back to the canonical JSON shape."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from shipscope.events import EVENT_TYPES, Event, event_to_json
+from shipscope.store import schema
+
+_RUN_RANK = {"queued": 0, "in_progress": 1, "success": 2, "failure": 2, "cancelled": 2, "skipped": 2}
+_DEPLOYMENT_RANK = {"in_progress": 0, "success": 1, "failure": 1, "cancelled": 1}
+_JSON_COLUMNS = frozenset({"runner", "labels"})
+
+
+def stage_for(step_name: str, patterns: Mapping[str, list[str]]) -> str:
+    """The canonical stage of a step: the first stage with a pattern found in the name, else ``other``."""
+    lowered = step_name.lower()
+    for stage, needles in patterns.items():
+        if any(needle.lower() in lowered for needle in needles):
+            return stage
+    return "other"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(orjson.dumps(parts), digest_size=16).hexdigest()
+
+
+def _cache_key(row: dict[str, Any]) -> str:
+    if row["run_id"] is None and row["job_id"] is None:
+        # Without a run or job to scope it, only the whole content tells two cache events apart.
+        return _digest(row["kind"], row["key"], row["hit"], row["bytes"], row["seconds"])
+    return _digest(row["run_id"], row["job_id"], row["kind"], row["key"])
+
+
+def _test_case_key(row: dict[str, Any]) -> str:
+    natural = (row["suite"], row["classname"], row["name"], row["file"], row["attempt"])
+    if row["run_id"] is None and row["job_id"] is None:
+        return _digest(*natural, row["duration_seconds"], row["outcome"])
+    return _digest(row["run_id"], row["job_id"], *natural)
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    type: str
+    table: sa.Table
+    rank: Callable[[dict[str, Any]], int]
+    time_column: str | None
+    """The column a time-range filter applies to."""
+    derive: Callable[[dict[str, Any], Mapping[str, list[str]]], None] | None = None
+    """Fills columns computed at ingest (event keys, mapped stages)."""
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.table.primary_key.columns)
+
+
+def _no_rank(row: dict[str, Any]) -> int:
+    return 0
+
+
+def _run_rank(row: dict[str, Any]) -> int:
+    return _RUN_RANK[row["status"]]
+
+
+def _derive_step(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
+    row["stage"] = stage_for(row["name"], patterns)
+
+
+def _derive_cache(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
+    row["event_key"] = _cache_key(row)
+
+
+def _derive_test_case(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
+    row["event_key"] = _test_case_key(row)
+
+
+MAPPINGS: dict[str, EventMapping] = {
+    mapping.type: mapping
+    for mapping in (
+        EventMapping("pipeline_run", schema.pipeline_runs, _run_rank, "created_at"),
+        EventMapping("job", schema.jobs, _run_rank, "created_at"),
+        EventMapping("step", schema.steps, _run_rank, "started_at", _derive_step),
+        EventMapping("cache", schema.caches, _no_rank, None, _derive_cache),
+        EventMapping("test_case", schema.test_cases, _no_rank, None, _derive_test_case),
+        EventMapping("finding", schema.findings, _no_rank, "scanned_at"),
+        EventMapping(
+            "deployment", schema.deployments, lambda row: _DEPLOYMENT_RANK[row["status"]], "finished_at"
+        ),
+        EventMapping("change", schema.changes, _no_rank, "authored_at"),
+        EventMapping("pull_request", schema.pull_requests, _no_rank, "opened_at"),
+        EventMapping("incident", schema.incidents, _no_rank, "opened_at"),
+        EventMapping("timeline_event", schema.timeline_events, _no_rank, "at"),
+    )
+}
+assert set(MAPPINGS) == set(EVENT_TYPES), "every canonical event type needs a table"
+
+
+def event_to_row(event: Event, stage_patterns: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The row an event upserts: every column of its table, None where the event does not carry a value."""
+    mapping = MAPPINGS[event.type]
+    values = event.__dict__
+    row: dict[str, Any] = {}
+    for column in mapping.table.columns:
+        value = values.get(column.name)
+        if column.name in _JSON_COLUMNS and value is not None:
+            value = orjson.dumps(value).decode()
+        row[column.name] = value
+    if mapping.derive is not None:
+        mapping.derive(row, stage_patterns)
+    row["merge_rank"] = mapping.rank(row)
+    return row
+
+
+def row_to_json(event_type: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row in the canonical JSON shape of its event type."""
+    model = EVENT_TYPES[event_type]
+    fields = model.model_fields
+    values: dict[str, Any] = {"type": event_type}
+    for name, value in row.items():
+        if name not in fields or value is None:
+            continue
+        values[name] = orjson.loads(value) if name in _JSON_COLUMNS else value
+    return event_to_json(model.model_validate(values))

@@ -1,0 +1,258 @@
+"""Tables of the store. The Alembic migrations create exactly these; a test checks that they agree.
+
+``raw_events`` is the journal of every accepted payload, verbatim. The other tables are normalized from it and
+can be rebuilt by ``shipscope reprocess``. Each normalized row carries ``merge_rank``, the precedence of the
+event that last set it (its status's progress), so a late ``queued`` never overwrites a ``success``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+raw_events_seq = sa.Sequence("raw_events_seq", metadata=metadata)
+rejections_seq = sa.Sequence("ingest_rejections_seq", metadata=metadata)
+
+
+def _ts(name: str, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _text(name: str, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, sa.String, nullable=nullable)
+
+
+def _key(name: str) -> sa.Column[object]:
+    return sa.Column(name, sa.String, primary_key=True)
+
+
+def _rank() -> sa.Column[object]:
+    return sa.Column("merge_rank", sa.Integer, nullable=False)
+
+
+raw_events = sa.Table(
+    "raw_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, server_default=sa.text("nextval('raw_events_seq')")),
+    _text("source", False),
+    _text("delivery_id", False),
+    _text("kind", False),
+    _ts("received_at", False),
+    _text("headers"),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("source", "delivery_id", name="uq_raw_events_delivery"),
+)
+
+ingest_rejections = sa.Table(
+    "ingest_rejections",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger, primary_key=True, server_default=sa.text("nextval('ingest_rejections_seq')")
+    ),
+    _ts("received_at", False),
+    _text("source", False),
+    sa.Column("position", sa.Integer),
+    _text("reason", False),
+    _text("excerpt"),
+)
+
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    _key("source"),
+    _key("id"),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    _text("repo", False),
+    _text("workflow", False),
+    _text("trigger", False),
+    _text("branch", False),
+    _text("default_branch"),
+    sa.Column("pr_number", sa.Integer),
+    _text("sha", False),
+    _text("actor"),
+    _text("status", False),
+    _ts("created_at", False),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _text("url"),
+    _rank(),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _key("source"),
+    _key("id"),
+    _text("run_id", False),
+    _text("name", False),
+    _text("stage"),
+    _text("runner"),  # JSON: a list of labels or a group name, as sent
+    _text("status", False),
+    sa.Column("attempt", sa.Integer),
+    _ts("created_at", False),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _text("failure_reason"),
+    _rank(),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    _key("source"),
+    _key("job_id"),
+    sa.Column("number", sa.Integer, primary_key=True),
+    _text("name", False),
+    _text("status", False),
+    _text("stage", False),
+    _ts("started_at", False),
+    _ts("finished_at", False),
+    _rank(),
+)
+
+caches = sa.Table(
+    "caches",
+    metadata,
+    _key("source"),
+    _key("event_key"),
+    _text("run_id"),
+    _text("job_id"),
+    _text("kind", False),
+    _text("key"),
+    sa.Column("hit", sa.Boolean, nullable=False),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("seconds", sa.Double),
+    _rank(),
+)
+
+test_cases = sa.Table(
+    "test_cases",
+    metadata,
+    _key("source"),
+    _key("event_key"),
+    _text("run_id"),
+    _text("job_id"),
+    _text("suite", False),
+    _text("classname"),
+    _text("name", False),
+    _text("file"),
+    sa.Column("duration_seconds", sa.Double, nullable=False),
+    _text("outcome", False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    _rank(),
+)
+
+findings = sa.Table(
+    "findings",
+    metadata,
+    _key("source"),
+    _key("scan_id"),
+    _key("fingerprint"),
+    _text("run_id"),
+    _text("repo", False),
+    _text("tool", False),
+    _text("target"),
+    _text("rule_id", False),
+    _text("severity", False),
+    _text("location"),
+    _ts("scanned_at", False),
+    _rank(),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    _key("source"),
+    _key("id"),
+    _text("service", False),
+    _text("environment", False),
+    _text("sha", False),
+    _text("version"),
+    _text("image_digest"),
+    _text("actor"),
+    _text("url"),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _text("status", False),
+    _text("kind"),
+    _text("rollback_of"),
+    _rank(),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    _key("repo"),
+    _key("sha"),
+    _text("source", False),
+    _ts("authored_at", False),
+    _ts("committed_at"),
+    _text("author"),
+    sa.Column("pr_number", sa.Integer),
+    _text("message"),
+    _text("deployment_id"),
+    _rank(),
+)
+
+pull_requests = sa.Table(
+    "pull_requests",
+    metadata,
+    _key("repo"),
+    sa.Column("number", sa.Integer, primary_key=True),
+    _text("source", False),
+    _text("author", False),
+    _ts("opened_at", False),
+    _ts("first_review_at"),
+    _ts("merged_at"),
+    _ts("closed_at"),
+    _text("base_branch", False),
+    _text("head_sha"),
+    _text("labels"),
+    _rank(),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    _key("source"),
+    _key("id"),
+    _text("service", False),
+    _text("severity"),
+    _text("title", False),
+    _ts("opened_at", False),
+    _ts("acknowledged_at"),
+    _ts("resolved_at"),
+    _text("labels"),
+    _text("caused_by_deployment_id"),
+    _text("resolved_by_deployment_id"),
+    _rank(),
+)
+
+timeline_events = sa.Table(
+    "timeline_events",
+    metadata,
+    _key("source"),
+    _key("id"),
+    _text("kind", False),
+    _text("service"),
+    # "at" is a reserved word in DuckDB's grammar: always quoted.
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, quote=True),
+    _text("title", False),
+    _text("details"),
+    _rank(),
+)
+
+NORMALIZED_TABLES: tuple[sa.Table, ...] = (
+    pipeline_runs,
+    jobs,
+    steps,
+    caches,
+    test_cases,
+    findings,
+    deployments,
+    changes,
+    pull_requests,
+    incidents,
+    timeline_events,
+)

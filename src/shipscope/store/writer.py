@@ -1,0 +1,95 @@
+"""One writer thread with group commit.
+
+DuckDB lets one process own a file, and commits are the costly part of a small write. So the server funnels every
+write through one thread: it takes whatever requests are waiting, writes them in one transaction, commits, and
+only then answers each of them. A request is acknowledged only once its batch is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from shipscope.ingest import Delivery, Rejection
+from shipscope.store.database import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    deliveries: Sequence[Delivery]
+    rejections: Sequence[Rejection]
+    future: Future[list[bool]]
+
+
+class GroupCommitWriter:
+    def __init__(self, store: Store, *, max_requests: int = 512) -> None:
+        self._store = store
+        self._max_requests = max_requests
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="shipscope-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> Future[list[bool]]:
+        """Queues a write; the future resolves to ``Store.write``'s answer once the batch has committed."""
+        future: Future[list[bool]] = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the writer is closed"))
+        else:
+            self._queue.put(_Request(deliveries, rejections, future))
+        return future
+
+    def close(self) -> None:
+        """Finishes what is queued, then stops the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_requests:
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    stopping = True
+                    break
+                batch.append(request)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        try:
+            self._write(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                log.exception("write failed")
+                batch[0].future.set_exception(error)
+                return
+            # One bad request must not fail the others: retry each in its own transaction.
+            for request in batch:
+                self._commit([request])
+
+    def _write(self, batch: list[_Request]) -> None:
+        deliveries = [delivery for request in batch for delivery in request.deliveries]
+        rejections = [rejection for request in batch for rejection in request.rejections]
+        with self._store.engine.begin() as conn:
+            is_new = self._store.write(conn, deliveries, rejections)
+        offset = 0
+        for request in batch:
+            count = len(request.deliveries)
+            request.future.set_result(is_new[offset : offset + count])
+            offset += count
+

@@ -1,0 +1,189 @@
+"""The HTTP surface: health, ingest, the event listing API and (for now) a placeholder home page.
+
+Handlers parse, call the ingest and store layers, and render; they hold no SQL and no metric logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from shipscope import __version__
+from shipscope.config import Settings
+from shipscope.errors import InputError, ShipscopeError
+from shipscope.ingest import Delivery, IngestReport, Rejection
+from shipscope.ingest.generic import body_records, read_records
+from shipscope.store import Store
+from shipscope.store.writer import GroupCommitWriter
+from shipscope.web.auth import authorize, parse_tokens
+from shipscope.web.bodies import read_body
+
+log = logging.getLogger(__name__)
+
+_INLINE_PARSE_BYTES = 64 * 1024
+"""Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse:
+    content: dict[str, Any] = {"ok": False, "status": status, "error": message}
+    if hint:
+        content["hint"] = hint
+    return ORJSONResponse(content, status_code=status)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """The ASGI app. It owns ``store`` (opened from settings when not given) and its writer thread."""
+    tokens = parse_tokens(settings.api_tokens)
+    owned_store = store or Store(settings.db, stage_patterns=settings.stage_patterns)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_store.ensure_schema()
+        app.state.writer = GroupCommitWriter(owned_store, max_requests=settings.commit_batch_max)
+        try:
+            yield
+        finally:
+            app.state.writer.close()
+            if store is None:
+                owned_store.close()
+
+    app = FastAPI(
+        title="shipscope",
+        version=__version__,
+        summary="CI/CD and deployment events in; pipeline SLIs and DORA metrics out.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        # The interactive docs pages load scripts from a CDN; the schema itself is served at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.store = owned_store
+
+    def require(scope: str) -> Callable[[Request], None]:
+        def check(request: Request) -> None:
+            if tokens:
+                authorize(tokens, request.headers.get("authorization"), scope)
+
+        return check
+
+    @app.exception_handler(ShipscopeError)
+    async def shipscope_error(request: Request, error: ShipscopeError) -> Response:
+        return _error(error.status, error.message, error.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(request: Request, error: RequestValidationError) -> Response:
+        problems = [
+            f"{'.'.join(str(part) for part in detail['loc'])}: {detail['msg']}" for detail in error.errors()
+        ]
+        return _error(400, "; ".join(problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; the server log has the details")
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, Any]:
+        """OK when the database answers."""
+        owned_store.health()
+        return {"ok": True, "database": owned_store.dialect, "version": __version__}
+
+    @app.post(
+        "/api/v1/events",
+        tags=["ingest"],
+        dependencies=[Depends(require("ingest"))],
+        responses={
+            200: {"description": "Every event was stored or was a duplicate."},
+            207: {"description": "Some lines were rejected; the others were stored. `rejected` lists them."},
+            400: {"description": "Nothing in the body was valid; `rejected` says why, line by line."},
+            413: {"description": "The body (after gunzip) exceeds the configured limit."},
+        },
+    )
+    async def post_events(request: Request) -> Response:
+        """Canonical events as NDJSON (one per line) or a JSON array; gzip bodies accepted.
+
+        The answer counts the events stored and the duplicates, and names each rejected line (or array item)
+        with its reason. Accepted events are durable when the answer arrives.
+        """
+        body = await read_body(request, settings.max_body_bytes)
+        parse = _parse_body
+        position_name, deliveries, rejections = (
+            parse(body) if len(body) <= _INLINE_PARSE_BYTES else await run_in_threadpool(parse, body)
+        )
+        if not deliveries and not rejections:
+            raise InputError("empty body: send canonical events as NDJSON or a JSON array")
+        writer: GroupCommitWriter = request.app.state.writer
+        is_new = await asyncio.wrap_future(writer.submit(deliveries, rejections))
+        report = IngestReport()
+        report.count(deliveries, is_new)
+        for rejection in rejections:
+            report.reject(rejection)
+        status = 200 if not rejections else (207 if deliveries else 400)
+        content = {"ok": status == 200, **report.to_json(position_name)}
+        return ORJSONResponse(content, status_code=status)
+
+    @app.get("/api/v1/events", tags=["events"], dependencies=[Depends(require("read"))])
+    def list_events(
+        type: Annotated[str, Query(description="Event type, e.g. pipeline_run or deployment.")],
+        repo: str | None = None,
+        service: str | None = None,
+        environment: str | None = None,
+        since: Annotated[datetime | None, Query(description="Inclusive start, RFC 3339.")] = None,
+        until: Annotated[datetime | None, Query(description="Exclusive end, RFC 3339.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor from the previous page.")] = None,
+    ) -> dict[str, Any]:
+        """Stored events of one type in the canonical JSON shape, in key order, a page at a time."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise InputError(f"{name}: expected an RFC 3339 timestamp with a UTC offset")
+        page = owned_store.list_events(
+            type,
+            repo=repo,
+            service=service,
+            environment=environment,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        return {"events": page.events, "next_cursor": page.next_cursor}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return _HOME
+
+    return app
+
+
+def _parse_body(body: bytes) -> tuple[str, list[Delivery], list[Rejection]]:
+    position_name, records = body_records(body)
+    deliveries: list[Delivery] = []
+    rejections: list[Rejection] = []
+    for entry in read_records(records):
+        (deliveries if isinstance(entry, Delivery) else rejections).append(entry)  # type: ignore[arg-type]
+    return position_name, deliveries, rejections
+
+
+_HOME = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shipscope</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main><h1>shipscope</h1>
+<p>The server is running. The API is described at <a href="/openapi.json">/openapi.json</a>; events are listed at
+<a href="/api/v1/events?type=deployment">/api/v1/events?type=deployment</a>.</p></main></body></html>
+"""
