@@ -12,7 +12,12 @@ from shipscope.ingest.generic import Record
 
 class ServerClient:
     def __init__(
-        self, base_url: str, *, token: str = "", timeout: float = 120.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str = "",
+        timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url
@@ -25,9 +30,7 @@ class ServerClient:
         """Sends records as one NDJSON body; the answer's line numbers count records from 1."""
         body = b"\n".join(data for _, data in records)
         try:
-            response = self._http.post(
-                "/api/v1/events", content=body, headers={"Content-Type": "application/x-ndjson"}
-            )
+            response = self._http.post("/api/v1/events", content=body, headers={"Content-Type": "application/x-ndjson"})
         except httpx.HTTPError as error:
             raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
         if response.status_code not in (200, 207, 400):

@@ -46,7 +46,9 @@ class Settings:
     host: str = _setting("127.0.0.1", "SHIPSCOPE_HOST", "Address `serve` binds.")
     port: int = _setting(8080, "SHIPSCOPE_PORT", "Port `serve` listens on.")
     max_body_bytes: int = _setting(
-        10 * 1024 * 1024, "SHIPSCOPE_MAX_BODY_BYTES", "Largest request body accepted (after gunzip); more is 413."
+        10 * 1024 * 1024,
+        "SHIPSCOPE_MAX_BODY_BYTES",
+        "Largest request body accepted (after gunzip); more is 413.",
     )
     api_tokens: str = _setting(
         "",
@@ -55,13 +57,18 @@ class Settings:
         secret=True,
     )
     api_token: str = _setting(
-        "", "SHIPSCOPE_TOKEN", "Bearer token the CLI sends to a running server. Environment only.", secret=True
+        "",
+        "SHIPSCOPE_TOKEN",
+        "Bearer token the CLI sends to a running server. Environment only.",
+        secret=True,
     )
     commit_batch_max: int = _setting(
         512, "SHIPSCOPE_COMMIT_BATCH_MAX", "Most requests the server's writer folds into one commit."
     )
     stage_patterns: dict[str, list[str]] = _setting(
-        DEFAULT_STAGE_PATTERNS, None, "Step-name patterns per canonical stage (shipscope.toml [stage_patterns])."
+        DEFAULT_STAGE_PATTERNS,
+        None,
+        "Step-name patterns per canonical stage (shipscope.toml [stage_patterns]).",
     )
 
     def with_overrides(self, **values: Any) -> Settings:

@@ -7,6 +7,7 @@ server do them. Records are taken a batch at a time, so memory stays flat whatev
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from itertools import islice
 from typing import Protocol
 
@@ -14,19 +15,28 @@ from shipscope.client import ServerClient
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import Record, read_records
 from shipscope.store import Store
+from shipscope.store.writer import GroupCommitWriter
 
 BATCH_SIZE = 5000
 
 
 class RecordSink(Protocol):
-    def send(self, records: list[Record], report: IngestReport) -> None: ...
+    def send(self, records: list[Record], report: IngestReport) -> None:
+        """Takes a batch; its outcome is added to ``report`` by the time ``flush`` returns."""
+
+    def flush(self) -> None: ...
 
 
 class StoreSink:
-    """Writes straight into a store this process has opened."""
+    """Writes straight into a store this process has opened.
+
+    Batches go through the writer thread, one transaction each, while the next batch is parsed: the database
+    works while Python parses.
+    """
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._writer = GroupCommitWriter(store, max_requests=1)
+        self._pending: tuple[Future[list[bool]], list[Delivery], list[Rejection], IngestReport] | None = None
 
     def send(self, records: list[Record], report: IngestReport) -> None:
         deliveries: list[Delivery] = []
@@ -36,11 +46,24 @@ class StoreSink:
                 deliveries.append(entry)
             else:
                 rejections.append(entry)
-        with self._store.engine.begin() as conn:
-            is_new = self._store.write(conn, deliveries, rejections)
-        report.count(deliveries, is_new)
+        future = self._writer.submit(deliveries, rejections)
+        self.flush()
+        self._pending = (future, deliveries, rejections, report)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        future, deliveries, rejections, report = self._pending
+        self._pending = None
+        report.count(deliveries, future.result())
         for rejection in rejections:
             report.reject(rejection)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._writer.close()
 
 
 class ServerSink:
@@ -58,6 +81,9 @@ class ServerSink:
         for entry in rejected:
             position = records[int(entry["line"]) - 1][0] if entry.get("line") else None
             report.reject(Rejection("events", str(entry["error"]), position))
+
+    def flush(self) -> None:
+        """Each post is answered before the next is sent."""
 
 
 def _batches(records: Iterable[Record | Rejection], size: int) -> Iterator[list[Record | Rejection]]:
@@ -84,5 +110,6 @@ def import_records(
             sink.send(good, report)
         if progress is not None:
             progress(len(batch))
+    sink.flush()
     report.rejected.sort(key=lambda rejection: rejection.position or 0)
     return report

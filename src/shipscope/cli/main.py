@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from shipscope.client import ServerClient
 from shipscope.config import Settings, load_settings
-from shipscope.errors import ShipscopeError, StoreError
+from shipscope.errors import InputError, ShipscopeError, StoreError
 from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
 from shipscope.ingest import IngestReport
 from shipscope.ingest.generic import stream_records
@@ -38,7 +39,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
@@ -89,9 +90,11 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
             client.close()
         return
     store = _open_store(settings)
+    sink = StoreSink(store)
     try:
-        yield StoreSink(store)
+        yield sink
     finally:
+        sink.close()
         store.close()
 
 
@@ -137,14 +140,14 @@ def import_command(
 ) -> None:
     """Import canonical events, streaming, with a per-line report of what was rejected."""
     settings = _settings(db)
+    for name in files:
+        if name != "-" and not os.access(name, os.R_OK):
+            reason = "no such file" if not os.path.exists(name) else "permission denied"
+            raise InputError(f"cannot read {name}: {reason}")
     total = IngestReport()
     with _sink(settings) as sink, _progress() as progress:
         for name in files:
-            stream: IO[bytes]
-            try:
-                stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
-            except OSError as error:
-                raise StoreError(f"cannot read {name}: {error.strerror}") from error
+            stream: IO[bytes] = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
             size = None if name == "-" else Path(name).stat().st_size
             task = progress.add_task(name, total=size, events=0)
 

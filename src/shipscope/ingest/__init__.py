@@ -70,7 +70,5 @@ class IngestReport:
             "stored": self.stored,
             "duplicates": self.duplicates,
             "rejected_count": self.rejected_count,
-            "rejected": [
-                {position_name: rejection.position, "error": rejection.reason} for rejection in self.rejected
-            ],
+            "rejected": [{position_name: rejection.position, "error": rejection.reason} for rejection in self.rejected],
         }

@@ -46,9 +46,7 @@ def staged(
     if raw is None:
         raise RuntimeError("connection is closed")
     if conn.dialect.name == "duckdb":
-        arrays = [
-            pa.array([row[column.name] for row in rows], type=_arrow_type(column)) for column in columns
-        ]
+        arrays = [pa.array([row[column.name] for row in rows], type=_arrow_type(column)) for column in columns]
         raw.register(name, pa.Table.from_arrays(arrays, names=[column.name for column in columns]))
         try:
             yield
@@ -58,12 +56,15 @@ def staged(
     quote = conn.dialect.identifier_preparer.format_column
     definition = ", ".join(f"{quote(column)} {column.type.compile(dialect=conn.dialect)}" for column in columns)
     names = ", ".join(quote(column) for column in columns)
-    with raw.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {name}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {name} ({definition}) ON COMMIT DROP")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({definition}) ON COMMIT DROP")
+    cursor: Any = raw.cursor()  # psycopg's cursor: COPY is not in the DB-API
+    try:
         with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row[column.name] for column in columns])
+    finally:
+        cursor.close()
     try:
         yield
     finally:

@@ -25,11 +25,10 @@ from shipscope.store.bulk import stage_relation, staged
 from shipscope.store.rows import MAPPINGS, event_to_row, row_to_json
 
 _JOURNAL_COLUMNS = [
-    schema.raw_events.c[name]
-    for name in ("seq", "source", "delivery_id", "kind", "received_at", "headers", "body")
+    schema.raw_events.c[name] for name in ("seq", "source", "delivery_id", "kind", "received_at", "headers", "body")
 ]
 _WAVE = sa.Column("wave", sa.Integer)
-_DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.*?)(?: \(PID (?P<pid>\d+)\))?(?:\.|$)")
+_DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.+?)(?: \(PID (?P<pid>\d+)\))?(?:\. |\.?$)")
 
 Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
 """(kind, body, headers) → events: turns a journaled payload back into events, for reprocess."""
@@ -135,9 +134,7 @@ def _take_sequence(conn: sa.Connection, sequence: sa.Sequence, count: int) -> li
 class Store:
     """The database behind shipscope. Writes take a connection in a transaction (see ``writer``)."""
 
-    def __init__(
-        self, url: str, *, stage_patterns: Mapping[str, list[str]] = DEFAULT_STAGE_PATTERNS
-    ) -> None:
+    def __init__(self, url: str, *, stage_patterns: Mapping[str, list[str]] = DEFAULT_STAGE_PATTERNS) -> None:
         self.url = url
         self.engine = create_engine(url)
         self.stage_patterns = stage_patterns
@@ -189,8 +186,7 @@ class Store:
             migrate.upgrade(self.engine)
         elif revision != migrate.head_revision():
             raise StoreError(
-                f"the database schema is at revision {revision}, this shipscope needs "
-                f"{migrate.head_revision()}",
+                f"the database schema is at revision {revision}, this shipscope needs {migrate.head_revision()}",
                 hint="run `shipscope db upgrade`",
             )
 
@@ -224,9 +220,7 @@ class Store:
                 "delivery_id": deliveries[index].delivery_id,
                 "kind": deliveries[index].kind,
                 "received_at": received_at,
-                "headers": orjson.dumps(deliveries[index].headers).decode()
-                if deliveries[index].headers
-                else None,
+                "headers": orjson.dumps(deliveries[index].headers).decode() if deliveries[index].headers else None,
                 "body": deliveries[index].body,
             }
             for seq, index in zip(sequence_numbers, first.values(), strict=True)
@@ -240,7 +234,9 @@ class Store:
             and (delivery.source, delivery.delivery_id) in inserted
             for index, delivery in enumerate(deliveries)
         ]
-        self._upsert(conn, [event for delivery, new in zip(deliveries, is_new) if new for event in delivery.events])
+        self._upsert(
+            conn, [event for delivery, new in zip(deliveries, is_new, strict=True) if new for event in delivery.events]
+        )
         if rejections:
             conn.execute(
                 schema.ingest_rejections.insert(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -45,7 +46,7 @@ def _test_case_key(row: dict[str, Any]) -> str:
     return _digest(row["run_id"], row["job_id"], *natural)
 
 
-@dataclass(frozen=True)
+@dataclass
 class EventMapping:
     type: str
     table: sa.Table
@@ -58,6 +59,10 @@ class EventMapping:
     @property
     def key_columns(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.table.primary_key.columns)
+
+    @cached_property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.table.columns)
 
 
 def _no_rank(row: dict[str, Any]) -> int:
@@ -89,9 +94,7 @@ MAPPINGS: dict[str, EventMapping] = {
         EventMapping("cache", schema.caches, _no_rank, None, _derive_cache),
         EventMapping("test_case", schema.test_cases, _no_rank, None, _derive_test_case),
         EventMapping("finding", schema.findings, _no_rank, "scanned_at"),
-        EventMapping(
-            "deployment", schema.deployments, lambda row: _DEPLOYMENT_RANK[row["status"]], "finished_at"
-        ),
+        EventMapping("deployment", schema.deployments, lambda row: _DEPLOYMENT_RANK[row["status"]], "finished_at"),
         EventMapping("change", schema.changes, _no_rank, "authored_at"),
         EventMapping("pull_request", schema.pull_requests, _no_rank, "opened_at"),
         EventMapping("incident", schema.incidents, _no_rank, "opened_at"),
@@ -105,12 +108,10 @@ def event_to_row(event: Event, stage_patterns: Mapping[str, list[str]]) -> dict[
     """The row an event upserts: every column of its table, None where the event does not carry a value."""
     mapping = MAPPINGS[event.type]
     values = event.__dict__
-    row: dict[str, Any] = {}
-    for column in mapping.table.columns:
-        value = values.get(column.name)
-        if column.name in _JSON_COLUMNS and value is not None:
-            value = orjson.dumps(value).decode()
-        row[column.name] = value
+    row: dict[str, Any] = {name: values.get(name) for name in mapping.column_names}
+    for name in _JSON_COLUMNS.intersection(row):
+        if row[name] is not None:
+            row[name] = orjson.dumps(row[name]).decode()
     if mapping.derive is not None:
         mapping.derive(row, stage_patterns)
     row["merge_rank"] = mapping.rank(row)

@@ -47,9 +47,7 @@ raw_events = sa.Table(
 ingest_rejections = sa.Table(
     "ingest_rejections",
     metadata,
-    sa.Column(
-        "seq", sa.BigInteger, primary_key=True, server_default=sa.text("nextval('ingest_rejections_seq')")
-    ),
+    sa.Column("seq", sa.BigInteger, primary_key=True, server_default=sa.text("nextval('ingest_rejections_seq')")),
     _ts("received_at", False),
     _text("source", False),
     sa.Column("position", sa.Integer),

@@ -92,4 +92,3 @@ class GroupCommitWriter:
             count = len(request.deliveries)
             request.future.set_result(is_new[offset : offset + count])
             offset += count
-

@@ -99,9 +99,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ingest_rejections",
-        sa.Column(
-            "seq", sa.BigInteger(), server_default=sa.text("nextval('ingest_rejections_seq')"), nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger(), server_default=sa.text("nextval('ingest_rejections_seq')"), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=True),
@@ -165,9 +163,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "raw_events",
-        sa.Column(
-            "seq", sa.BigInteger(), server_default=sa.text("nextval('raw_events_seq')"), nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger(), server_default=sa.text("nextval('raw_events_seq')"), nullable=False),
         sa.Column("source", sa.String(), nullable=False),
         sa.Column("delivery_id", sa.String(), nullable=False),
         sa.Column("kind", sa.String(), nullable=False),

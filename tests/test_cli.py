@@ -1,0 +1,199 @@
+"""The command line, in-process and as real processes (a server holding the DuckDB file)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from shipscope.cli.main import app
+from shipscope.server_state import state_path
+from shipscope.store import Store, schema
+from tests.factories import deployment, ndjson, run
+
+runner = CliRunner()
+
+
+def _file_with_bad_lines(path: Path) -> Path:
+    lines = [
+        orjson.dumps(run("r1")),
+        orjson.dumps(run("r2")),
+        b'{"type": "pipeline_run", "id": "r3", "repo": "acme/sh',
+        orjson.dumps(deployment("d1")),
+        orjson.dumps(run("r5", created_at="2026-03-01T10:00:00")),
+        b"",
+        orjson.dumps(run("r7")),
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_import_stores_good_lines_reports_bad_ones_and_exits_1(db_url: str, tmp_path: Path) -> None:
+    source = _file_with_bad_lines(tmp_path / "events.ndjson")
+    result = runner.invoke(app, ["import", str(source), "--db", db_url])
+    assert result.exit_code == 1
+    assert f"{source}:3: invalid JSON: unexpected end of data" in result.stderr
+    assert f"{source}:5: created_at: expected an RFC 3339 timestamp with a UTC offset" in result.stderr
+    assert "stored 4, duplicates 0, rejected 2" in result.stderr
+    store = Store(db_url)
+    try:
+        assert [row["id"] for row in store.rows(schema.pipeline_runs)] == ["r1", "r2", "r7"]
+        assert [row["id"] for row in store.rows(schema.deployments)] == ["d1"]
+    finally:
+        store.close()
+    again = runner.invoke(app, ["import", str(source), "--db", db_url, "--json"])
+    assert again.exit_code == 1
+    report = orjson.loads(again.stdout)
+    assert (report["stored"], report["duplicates"], report["rejected_count"]) == (0, 4, 2)
+    assert [entry["line"] for entry in report["rejected"]] == [3, 5]
+
+
+def test_import_json_array_file_and_stdin(db_url: str, tmp_path: Path) -> None:
+    array_file = tmp_path / "events.json"
+    array_file.write_bytes(orjson.dumps([run("r1"), deployment("d1")]))
+    assert runner.invoke(app, ["import", str(array_file), "--db", db_url]).exit_code == 0
+    piped = runner.invoke(app, ["import", "-", "--db", db_url, "--json"], input=ndjson(run("r2"), run("r1")))
+    assert piped.exit_code == 0
+    assert orjson.loads(piped.stdout)["duplicates"] == 1
+
+
+def test_import_truncated_json_array_reports_where_it_broke(db_url: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(orjson.dumps([run("r1"), run("r2")])[:-30])
+    result = runner.invoke(app, ["import", str(broken), "--db", db_url])
+    assert result.exit_code == 1
+    assert f"{broken}:2: invalid JSON after item 1" in result.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["import", str(tmp_path / "nope.ndjson"), "--db", f"duckdb:///{tmp_path}/x.duckdb"])
+    assert result.exit_code == 2
+    assert f"cannot read {tmp_path / 'nope.ndjson'}: no such file" in result.stderr
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_unsupported_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["db", "upgrade", "--db", "mysql://localhost/x"])
+    assert result.exit_code == 2
+    assert "unsupported database" in result.stderr
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path}/fresh.duckdb"
+    assert "schema at revision 0001 (was None)" in runner.invoke(app, ["db", "upgrade", "--db", url]).stderr
+    assert "already current" in runner.invoke(app, ["db", "upgrade", "--db", url]).stderr
+    assert runner.invoke(app, ["db", "current", "--db", url]).stdout.strip() == "0001"
+
+
+def test_reprocess_command(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "e.ndjson").write_bytes(ndjson(run("r1", status="queued"), run("r1")))
+    runner.invoke(app, ["import", str(tmp_path / "e.ndjson"), "--db", db_url])
+    result = runner.invoke(app, ["reprocess", "--db", db_url])
+    assert result.exit_code == 0, result.stderr
+    assert "reprocessed 2 payloads into 2 events; 0 failed" in result.stderr
+
+
+def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["serve", "--db", f"duckdb:///{tmp_path}/x.duckdb", "--host", "0.0.0.0"],
+        env={"SHIPSCOPE_API_TOKENS": ""},
+    )
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0 without API tokens" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _shipscope(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipscope", *args], capture_output=True, text=True, timeout=120, **kwargs
+    )  # type: ignore[call-overload, no-any-return]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    database = tmp_path / "served.duckdb"
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shipscope", "serve", "--db", f"duckdb:///{database}", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"server did not start: {process.communicate()[0]}")
+        time.sleep(0.2)
+    try:
+        yield url, database
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert not state_path(str(database)).exists()
+
+
+def test_import_goes_through_the_server_that_holds_the_file(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, database = server
+    source = _file_with_bad_lines(tmp_path / "events.ndjson")
+    result = _shipscope("import", str(source), "--db", f"duckdb:///{database}")
+    assert result.returncode == 1, result.stderr
+    assert f"{database} is held by the shipscope server at {url}; sending through its API" in result.stderr
+    assert f"{source}:3: invalid JSON" in result.stderr
+    assert f"{source}:5: created_at: expected an RFC 3339 timestamp" in result.stderr
+    assert "stored 4, duplicates 0, rejected 2" in result.stderr
+    runs = httpx.get(f"{url}/api/v1/events", params={"type": "pipeline_run"}).json()["events"]
+    assert [event["id"] for event in runs] == ["r1", "r2", "r7"]
+
+
+def test_commands_that_need_the_file_say_who_holds_it(server: tuple[str, Path]) -> None:
+    url, database = server
+    result = _shipscope("reprocess", "--db", f"duckdb:///{database}")
+    assert result.returncode == 2
+    assert f"is held by the shipscope server at {url}" in result.stderr
+    assert "hint: stop it, then run reprocess" in result.stderr
+
+
+def test_a_file_locked_by_another_process_is_named(tmp_path: Path) -> None:
+    database = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(database)!r}); print('ok', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        result = _shipscope("db", "current", "--db", f"duckdb:///{database}", env={**os.environ})
+        assert result.returncode == 2
+        assert f"{database} is held by another process" in result.stderr
+        assert f"pid {holder.pid}" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
