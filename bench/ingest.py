@@ -241,9 +241,8 @@ def main() -> None:
         if "postgresql" not in args.skip:
             _fresh_pg(args.pg)
             seconds, rss = timed_import(events_file, args.pg)
-            print(
-                f"| import, PostgreSQL | {args.events / seconds:,.0f} events/s ({seconds:.1f} s), peak RSS {rss:.0f} MB |"
-            )
+            rate = args.events / seconds
+            print(f"| import, PostgreSQL | {rate:,.0f} events/s ({seconds:.1f} s), peak RSS {rss:.0f} MB |")
         if "http" not in args.skip:
             result = bench_http(
                 f"duckdb:///{scratch}/http.duckdb", args.http_events, args.single_posts, args.concurrency

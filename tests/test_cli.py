@@ -152,7 +152,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, database
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        process.communicate(timeout=30)
     assert not state_path(str(database)).exists()
 
 
@@ -196,4 +196,4 @@ def test_a_file_locked_by_another_process_is_named(tmp_path: Path) -> None:
         assert f"pid {holder.pid}" in result.stderr
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()

@@ -62,6 +62,11 @@ class Settings:
         "Bearer token the CLI sends to a running server. Environment only.",
         secret=True,
     )
+    duckdb_memory_limit: str = _setting(
+        "",
+        "SHIPSCOPE_DUCKDB_MEMORY_LIMIT",
+        "DuckDB memory limit, e.g. 2GB; empty leaves DuckDB's default (80% of RAM).",
+    )
     commit_batch_max: int = _setting(
         512, "SHIPSCOPE_COMMIT_BATCH_MAX", "Most requests the server's writer folds into one commit."
     )

@@ -7,15 +7,15 @@ server do them. Records are taken a batch at a time, so memory stays flat whatev
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from itertools import islice
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from shipscope.client import ServerClient
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import Record, read_records
 from shipscope.store import Store
-from shipscope.store.writer import GroupCommitWriter
+
+if TYPE_CHECKING:
+    from shipscope.client import ServerClient
 
 BATCH_SIZE = 5000
 
@@ -28,15 +28,10 @@ class RecordSink(Protocol):
 
 
 class StoreSink:
-    """Writes straight into a store this process has opened.
-
-    Batches go through the writer thread, one transaction each, while the next batch is parsed: the database
-    works while Python parses.
-    """
+    """Writes straight into a store this process has opened, one transaction per batch."""
 
     def __init__(self, store: Store) -> None:
-        self._writer = GroupCommitWriter(store, max_requests=1)
-        self._pending: tuple[Future[list[bool]], list[Delivery], list[Rejection], IngestReport] | None = None
+        self._store = store
 
     def send(self, records: list[Record], report: IngestReport) -> None:
         deliveries: list[Delivery] = []
@@ -46,24 +41,13 @@ class StoreSink:
                 deliveries.append(entry)
             else:
                 rejections.append(entry)
-        future = self._writer.submit(deliveries, rejections)
-        self.flush()
-        self._pending = (future, deliveries, rejections, report)
-
-    def flush(self) -> None:
-        if self._pending is None:
-            return
-        future, deliveries, rejections, report = self._pending
-        self._pending = None
-        report.count(deliveries, future.result())
+        is_new = self._store.ingest(deliveries, rejections)
+        report.count(deliveries, is_new)
         for rejection in rejections:
             report.reject(rejection)
 
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._writer.close()
+    def flush(self) -> None:
+        """Each batch is committed before ``send`` returns."""
 
 
 class ServerSink:

@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shipscope.client import ServerClient
 from shipscope.config import Settings, load_settings
 from shipscope.errors import InputError, ShipscopeError, StoreError
 from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
@@ -71,7 +70,10 @@ def _settings(db: str | None) -> Settings:
 
 
 def _open_store(settings: Settings) -> Store:
-    store = Store(settings.db, stage_patterns=settings.stage_patterns)
+    """The store, its schema created if the database is empty."""
+    store = Store(
+        settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
+    )
     store.ensure_schema()
     return store
 
@@ -83,6 +85,8 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
     url = running_server(path) if path else None
     if url is not None:
         stderr.print(f"{path} is held by the shipscope server at {url}; sending through its API", highlight=False)
+        from shipscope.client import ServerClient  # httpx is only needed on this road
+
         client = ServerClient(url, token=settings.api_token)
         try:
             yield ServerSink(client)
@@ -90,11 +94,9 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
             client.close()
         return
     store = _open_store(settings)
-    sink = StoreSink(store)
     try:
-        yield sink
+        yield StoreSink(store)
     finally:
-        sink.close()
         store.close()
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from shipscope.events import Event
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One accepted payload: journaled verbatim under (source, delivery_id), then normalized into its events."""
 

@@ -8,9 +8,10 @@ text for both.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -37,21 +38,29 @@ def stage_relation(name: str, columns: Sequence[sa.Column[Any]]) -> sa.TableClau
     return sa.table(name, *(sa.column(column.name) for column in columns))
 
 
-@contextmanager
 def staged(
     conn: sa.Connection, name: str, columns: Sequence[sa.Column[Any]], rows: Sequence[Mapping[str, Any]]
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Makes ``rows`` readable as relation ``name`` on ``conn`` for the duration of the block."""
+    return staged_columns(conn, name, columns, {column.name: [row[column.name] for row in rows] for column in columns})
+
+
+@contextmanager
+def staged_columns(
+    conn: sa.Connection, name: str, columns: Sequence[sa.Column[Any]], values: Mapping[str, Sequence[Any]]
+) -> Iterator[None]:
+    """As ``staged``, from one sequence of values per column (all of one length)."""
     raw = conn.connection.dbapi_connection
     if raw is None:
         raise RuntimeError("connection is closed")
     if conn.dialect.name == "duckdb":
-        arrays = [pa.array([row[column.name] for row in rows], type=_arrow_type(column)) for column in columns]
+        arrays = [pa.array(values[column.name], type=_arrow_type(column)) for column in columns]
         raw.register(name, pa.Table.from_arrays(arrays, names=[column.name for column in columns]))
         try:
             yield
         finally:
-            raw.unregister(name)
+            with suppress(duckdb.Error):  # an aborted transaction refuses it; the registration dies with it
+                raw.unregister(name)
         return
     quote = conn.dialect.identifier_preparer.format_column
     definition = ", ".join(f"{quote(column)} {column.type.compile(dialect=conn.dialect)}" for column in columns)
@@ -61,11 +70,8 @@ def staged(
     cursor: Any = raw.cursor()  # psycopg's cursor: COPY is not in the DB-API
     try:
         with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[column.name] for column in columns])
+            for row in zip(*(values[column.name] for column in columns), strict=True):
+                copy.write_row(row)
     finally:
         cursor.close()
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    yield  # ON COMMIT DROP removes it

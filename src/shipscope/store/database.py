@@ -21,8 +21,8 @@ from shipscope.errors import DatabaseBusy, InputError, StoreError
 from shipscope.events import Event
 from shipscope.ingest import Delivery, Rejection
 from shipscope.store import migrate, schema
-from shipscope.store.bulk import stage_relation, staged
-from shipscope.store.rows import MAPPINGS, event_to_row, row_to_json
+from shipscope.store.bulk import stage_relation, staged, staged_columns
+from shipscope.store.rows import MAPPINGS, StageMatcher, event_to_row, row_to_json
 
 _JOURNAL_COLUMNS = [
     schema.raw_events.c[name] for name in ("seq", "source", "delivery_id", "kind", "received_at", "headers", "body")
@@ -34,11 +34,7 @@ Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
 """(kind, body, headers) → events: turns a journaled payload back into events, for reprocess."""
 
 
-def _configure_duckdb(dbapi_connection: Any, connection_record: Any) -> None:
-    dbapi_connection.execute("SET TimeZone = 'UTC'")
-
-
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, *, duckdb_memory_limit: str | None = None) -> sa.Engine:
     """An engine for a ``duckdb:///…`` or ``postgresql+psycopg://…`` URL, sessions in UTC."""
     try:
         parsed = sa.make_url(url)
@@ -46,7 +42,13 @@ def create_engine(url: str) -> sa.Engine:
         raise StoreError(f"invalid database URL {url!r}: {error}") from error
     if parsed.get_backend_name() == "duckdb":
         engine = sa.create_engine(parsed)
-        sa.event.listen(engine, "connect", _configure_duckdb)
+
+        @sa.event.listens_for(engine, "connect")
+        def configure(dbapi_connection: Any, connection_record: Any) -> None:
+            dbapi_connection.execute("SET TimeZone = 'UTC'")
+            if duckdb_memory_limit:
+                dbapi_connection.execute("SET memory_limit = $1", [duckdb_memory_limit])
+
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -116,7 +118,7 @@ def _journal_statement() -> sa.Insert:
             sa.select(*(stage.c[column.name] for column in _JOURNAL_COLUMNS)),
         )
         .on_conflict_do_nothing(index_elements=[table.c.source, table.c.delivery_id])
-        .returning(table.c.source, table.c.delivery_id)
+        .returning(table.c.seq)
     )
 
 
@@ -134,10 +136,16 @@ def _take_sequence(conn: sa.Connection, sequence: sa.Sequence, count: int) -> li
 class Store:
     """The database behind shipscope. Writes take a connection in a transaction (see ``writer``)."""
 
-    def __init__(self, url: str, *, stage_patterns: Mapping[str, list[str]] = DEFAULT_STAGE_PATTERNS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        stage_patterns: Mapping[str, list[str]] = DEFAULT_STAGE_PATTERNS,
+        duckdb_memory_limit: str | None = None,
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url)
-        self.stage_patterns = stage_patterns
+        self.engine = create_engine(url, duckdb_memory_limit=duckdb_memory_limit)
+        self.stage_for = StageMatcher(stage_patterns)
 
     @property
     def dialect(self) -> str:
@@ -161,8 +169,7 @@ class Store:
                     hint="stop that process, or let the shipscope server that holds it take the request",
                 ) from error
             raise StoreError(
-                f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}: "
-                f"{message.strip().splitlines()[0] if message.strip() else error}"
+                f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}: {_first_line(error)}"
             ) from error
 
     def revision(self) -> str | None:
@@ -196,6 +203,16 @@ class Store:
 
     # ----- writes --------------------------------------------------------------------------------------
 
+    def ingest(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> list[bool]:
+        """``write`` in a transaction of its own; a database failure becomes a StoreError, nothing half-written."""
+        try:
+            with self.engine.begin() as conn:
+                return self.write(conn, deliveries, rejections)
+        except sa.exc.DBAPIError as error:
+            message = _first_line(error)
+            hint = "raise SHIPSCOPE_DUCKDB_MEMORY_LIMIT" if "Out of Memory" in message else None
+            raise StoreError(f"the database refused the write: {message}", hint=hint) from error
+
     def write(
         self,
         conn: sa.Connection,
@@ -212,26 +229,25 @@ class Store:
         first: dict[tuple[str, str], int] = {}
         for index, delivery in enumerate(deliveries):
             first.setdefault((delivery.source, delivery.delivery_id), index)
-        sequence_numbers = _take_sequence(conn, schema.raw_events_seq, len(first)) if first else []
-        journal_rows = [
-            {
-                "seq": seq,
-                "source": deliveries[index].source,
-                "delivery_id": deliveries[index].delivery_id,
-                "kind": deliveries[index].kind,
-                "received_at": received_at,
-                "headers": orjson.dumps(deliveries[index].headers).decode() if deliveries[index].headers else None,
-                "body": deliveries[index].body,
+        firsts = [deliveries[index] for index in first.values()]
+        sequence_numbers = _take_sequence(conn, schema.raw_events_seq, len(firsts)) if firsts else []
+        inserted_seqs: set[int] = set()
+        if firsts:
+            journal: dict[str, Sequence[Any]] = {
+                "seq": sequence_numbers,
+                "source": [delivery.source for delivery in firsts],
+                "delivery_id": [delivery.delivery_id for delivery in firsts],
+                "kind": [delivery.kind for delivery in firsts],
+                "received_at": [received_at] * len(firsts),
+                "headers": [orjson.dumps(d.headers).decode() if d.headers else None for d in firsts],
+                "body": [delivery.body for delivery in firsts],
             }
-            for seq, index in zip(sequence_numbers, first.values(), strict=True)
-        ]
-        inserted: set[tuple[str, str]] = set()
-        if journal_rows:
-            with staged(conn, "stage_raw_events", _JOURNAL_COLUMNS, journal_rows):
-                inserted = {(row.source, row.delivery_id) for row in conn.execute(_JOURNAL_INSERT)}
+            with staged_columns(conn, "stage_raw_events", _JOURNAL_COLUMNS, journal):
+                # Straight from the driver's cursor: a row object per journaled payload is measurable at import rates.
+                inserted_seqs = {seq for (seq,) in conn.execute(_JOURNAL_INSERT).cursor.fetchall()}
+        new_keys = {key for key, seq in zip(first, sequence_numbers, strict=True) if seq in inserted_seqs}
         is_new = [
-            first[(delivery.source, delivery.delivery_id)] == index
-            and (delivery.source, delivery.delivery_id) in inserted
+            first.get(key := (delivery.source, delivery.delivery_id)) == index and key in new_keys
             for index, delivery in enumerate(deliveries)
         ]
         self._upsert(
@@ -256,7 +272,7 @@ class Store:
     def _upsert(self, conn: sa.Connection, events: Sequence[Event]) -> None:
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for event in events:
-            by_type[event.type].append(event_to_row(event, self.stage_patterns))
+            by_type[event.type].append(event_to_row(event, self.stage_for))
         for event_type, rows in by_type.items():
             mapping = MAPPINGS[event_type]
             key_columns = mapping.key_columns
@@ -380,6 +396,11 @@ class Store:
                 return
             yield from rows
             last = rows[-1]["seq"]
+
+
+def _first_line(error: sa.exc.DBAPIError) -> str:
+    message = str(error.orig).strip()
+    return message.splitlines()[0] if message else type(error.orig).__name__
 
 
 def _encode_cursor(values: list[Any]) -> str:

@@ -19,13 +19,26 @@ _DEPLOYMENT_RANK = {"in_progress": 0, "success": 1, "failure": 1, "cancelled": 1
 _JSON_COLUMNS = frozenset({"runner", "labels"})
 
 
-def stage_for(step_name: str, patterns: Mapping[str, list[str]]) -> str:
-    """The canonical stage of a step: the first stage with a pattern found in the name, else ``other``."""
-    lowered = step_name.lower()
-    for stage, needles in patterns.items():
-        if any(needle.lower() in lowered for needle in needles):
-            return stage
-    return "other"
+class StageMatcher:
+    """Step name → canonical stage: the first stage with a pattern found in the name, else ``other``.
+
+    Pipelines repeat the same few step names, so each name is matched once.
+    """
+
+    def __init__(self, patterns: Mapping[str, list[str]]) -> None:
+        self._patterns = [(stage, [needle.lower() for needle in needles]) for stage, needles in patterns.items()]
+        self._known: dict[str, str] = {}
+
+    def __call__(self, step_name: str) -> str:
+        stage = self._known.get(step_name)
+        if stage is None:
+            lowered = step_name.lower()
+            stage = next(
+                (stage for stage, needles in self._patterns if any(needle in lowered for needle in needles)), "other"
+            )
+            if len(self._known) < 100_000:
+                self._known[step_name] = stage
+        return stage
 
 
 def _digest(*parts: object) -> str:
@@ -53,7 +66,7 @@ class EventMapping:
     rank: Callable[[dict[str, Any]], int]
     time_column: str | None
     """The column a time-range filter applies to."""
-    derive: Callable[[dict[str, Any], Mapping[str, list[str]]], None] | None = None
+    derive: Callable[[dict[str, Any], StageMatcher], None] | None = None
     """Fills columns computed at ingest (event keys, mapped stages)."""
 
     @property
@@ -73,15 +86,15 @@ def _run_rank(row: dict[str, Any]) -> int:
     return _RUN_RANK[row["status"]]
 
 
-def _derive_step(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
-    row["stage"] = stage_for(row["name"], patterns)
+def _derive_step(row: dict[str, Any], stage_for: StageMatcher) -> None:
+    row["stage"] = stage_for(row["name"])
 
 
-def _derive_cache(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
+def _derive_cache(row: dict[str, Any], stage_for: StageMatcher) -> None:
     row["event_key"] = _cache_key(row)
 
 
-def _derive_test_case(row: dict[str, Any], patterns: Mapping[str, list[str]]) -> None:
+def _derive_test_case(row: dict[str, Any], stage_for: StageMatcher) -> None:
     row["event_key"] = _test_case_key(row)
 
 
@@ -104,7 +117,7 @@ MAPPINGS: dict[str, EventMapping] = {
 assert set(MAPPINGS) == set(EVENT_TYPES), "every canonical event type needs a table"
 
 
-def event_to_row(event: Event, stage_patterns: Mapping[str, list[str]]) -> dict[str, Any]:
+def event_to_row(event: Event, stage_for: StageMatcher) -> dict[str, Any]:
     """The row an event upserts: every column of its table, None where the event does not carry a value."""
     mapping = MAPPINGS[event.type]
     values = event.__dict__
@@ -113,7 +126,7 @@ def event_to_row(event: Event, stage_patterns: Mapping[str, list[str]]) -> dict[
         if row[name] is not None:
             row[name] = orjson.dumps(row[name]).decode()
     if mapping.derive is not None:
-        mapping.derive(row, stage_patterns)
+        mapping.derive(row, stage_for)
     row["merge_rank"] = mapping.rank(row)
     return row
 

@@ -85,8 +85,7 @@ class GroupCommitWriter:
     def _write(self, batch: list[_Request]) -> None:
         deliveries = [delivery for request in batch for delivery in request.deliveries]
         rejections = [rejection for request in batch for rejection in request.rejections]
-        with self._store.engine.begin() as conn:
-            is_new = self._store.write(conn, deliveries, rejections)
+        is_new = self._store.ingest(deliveries, rejections)
         offset = 0
         for request in batch:
             count = len(request.deliveries)

@@ -49,7 +49,9 @@ def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The ASGI app. It owns ``store`` (opened from settings when not given) and its writer thread."""
     tokens = parse_tokens(settings.api_tokens)
-    owned_store = store or Store(settings.db, stage_patterns=settings.stage_patterns)
+    owned_store = store or Store(
+        settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
