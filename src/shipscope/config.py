@@ -70,6 +70,11 @@ class Settings:
     commit_batch_max: int = _setting(
         512, "SHIPSCOPE_COMMIT_BATCH_MAX", "Most requests the server's writer folds into one commit."
     )
+    commit_gather_ms: int = _setting(
+        5,
+        "SHIPSCOPE_COMMIT_GATHER_MS",
+        "How long the server's writer waits for more requests to join a commit; raises throughput under load.",
+    )
     stage_patterns: dict[str, list[str]] = _setting(
         DEFAULT_STAGE_PATTERNS,
         None,

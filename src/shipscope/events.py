@@ -27,6 +27,9 @@ Severity = Literal["critical", "high", "medium", "low", "info"]
 DeploymentKind = Literal["deploy", "rollback", "hotfix"]
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""Counts and numbers that the store keeps in 32-bit columns."""
+Attempt = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class _Event(BaseModel):
@@ -45,11 +48,11 @@ class PipelineRun(_Event):
     """push, pull_request, schedule, manual, …"""
     branch: NonEmpty
     default_branch: str | None = None
-    pr_number: int | None = None
+    pr_number: Int32 | None = None
     sha: NonEmpty
     actor: str | None = None
     status: RunStatus
-    attempt: int = Field(default=1, ge=1)
+    attempt: Attempt = 1
     """Re-runs of one run id are separate executions, each its own row."""
     created_at: AwareDatetime
     started_at: AwareDatetime | None = None
@@ -66,7 +69,7 @@ class Job(_Event):
     runner: str | list[str] | None = None
     """Runner labels, or the runner group's name."""
     status: RunStatus
-    attempt: int | None = Field(default=None, ge=1)
+    attempt: Attempt | None = None
     created_at: AwareDatetime
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
@@ -77,7 +80,7 @@ class Step(_Event):
     type: Literal["step"] = "step"
     job_id: NonEmpty
     name: NonEmpty
-    number: int = Field(ge=0)
+    number: Int32
     status: RunStatus
     started_at: AwareDatetime
     finished_at: AwareDatetime
@@ -91,7 +94,7 @@ class Cache(_Event):
     """dependency, docker-layer, …"""
     key: str | None = None
     hit: bool
-    bytes: int | None = Field(default=None, ge=0)
+    bytes: int | None = Field(default=None, ge=0, le=2**63 - 1)
     seconds: float | None = Field(default=None, ge=0)
 
 
@@ -107,7 +110,7 @@ class TestCase(_Event):
     file: str | None = None
     duration_seconds: float = Field(ge=0)
     outcome: TestOutcome
-    attempt: int = Field(default=1, ge=1)
+    attempt: Attempt = 1
 
 
 class Finding(_Event):
@@ -155,7 +158,7 @@ class Change(_Event):
     authored_at: AwareDatetime
     committed_at: AwareDatetime | None = None
     author: str | None = None
-    pr_number: int | None = None
+    pr_number: Int32 | None = None
     message: str | None = None
     deployment_id: str | None = None
 
@@ -163,7 +166,7 @@ class Change(_Event):
 class PullRequest(_Event):
     type: Literal["pull_request"] = "pull_request"
     repo: NonEmpty
-    number: int
+    number: Int32
     author: NonEmpty
     opened_at: AwareDatetime
     first_review_at: AwareDatetime | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ class _Request:
 
 
 class GroupCommitWriter:
-    def __init__(self, store: Store, *, max_requests: int = 512) -> None:
+    def __init__(self, store: Store, *, max_requests: int = 512, gather_seconds: float = 0.005) -> None:
         self._store = store
         self._max_requests = max_requests
+        self._gather_seconds = gather_seconds
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="shipscope-writer", daemon=True)
         self._closed = False
@@ -59,9 +61,12 @@ class GroupCommitWriter:
             if first is None:
                 return
             batch = [first]
+            # Requesters answered by the last commit are still coming back with their next write: a moment's
+            # wait lets them join this batch instead of each paying for a commit of its own.
+            deadline = time.monotonic() + self._gather_seconds
             while len(batch) < self._max_requests:
                 try:
-                    request = self._queue.get_nowait()
+                    request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if request is None:

@@ -56,7 +56,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned_store.ensure_schema()
-        app.state.writer = GroupCommitWriter(owned_store, max_requests=settings.commit_batch_max)
+        app.state.writer = GroupCommitWriter(
+            owned_store, max_requests=settings.commit_batch_max, gather_seconds=settings.commit_gather_ms / 1000
+        )
         try:
             yield
         finally:

@@ -1,0 +1,70 @@
+"""The group-commit writer: requests that arrive together share a commit; each is answered once it is durable;
+one failing request does not fail the others."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from shipscope.errors import StoreError
+from shipscope.ingest import Delivery, Rejection
+from shipscope.store import Store, schema
+from shipscope.store.writer import GroupCommitWriter
+from tests.factories import delivery, run
+
+
+def test_concurrent_requests_share_commits_and_see_their_rows(store: Store) -> None:
+    commits = 0
+
+    def count(conn: sa.Connection) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(store.engine, "commit", count)
+    writer = GroupCommitWriter(store, gather_seconds=0.05)
+    answers: list[list[bool]] = []
+    start = threading.Barrier(20)
+
+    def client(index: int) -> None:
+        start.wait()
+        answers.append(writer.submit([delivery(run(f"r{index}"))]).result(timeout=30))
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert answers == [[True]] * 20
+    assert len(store.rows(schema.pipeline_runs)) == 20
+    assert commits < 20
+
+
+class _PoisonedStore(Store):
+    """Refuses any write that contains the run id "poison", as a database would refuse a bad row."""
+
+    def ingest(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> list[bool]:
+        if any(event.id == "poison" for d in deliveries for event in d.events if event.type == "pipeline_run"):
+            raise StoreError("the database refused the write: poisoned")
+        return super().ingest(deliveries, rejections)
+
+
+def test_a_failing_request_fails_alone(db_url: str) -> None:
+    store = _PoisonedStore(db_url)
+    try:
+        writer = GroupCommitWriter(store, gather_seconds=0.2)
+        good = writer.submit([delivery(run("r1"))])
+        bad = writer.submit([delivery(run("poison"))])
+        other = writer.submit([delivery(run("r2"))])
+        assert good.result(timeout=30) == [True]
+        assert other.result(timeout=30) == [True]
+        with pytest.raises(StoreError, match="poisoned"):
+            bad.result(timeout=30)
+        writer.close()
+        assert [row["id"] for row in store.rows(schema.pipeline_runs)] == ["r1", "r2"]
+        assert writer.submit([]).exception() is not None
+    finally:
+        store.close()
