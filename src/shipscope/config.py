@@ -56,6 +56,18 @@ class Settings:
         "Space-separated TOKEN:SCOPE[,SCOPE] entries; scopes are ingest, read, admin. Environment only.",
         secret=True,
     )
+    github_webhook_secrets: str = _setting(
+        "",
+        "SHIPSCOPE_GITHUB_WEBHOOK_SECRETS",
+        "Secrets GitHub signs webhook deliveries with, comma-separated (several while rotating). Environment only.",
+        secret=True,
+    )
+    gitlab_webhook_tokens: str = _setting(
+        "",
+        "SHIPSCOPE_GITLAB_WEBHOOK_TOKENS",
+        "Tokens GitLab sends in X-Gitlab-Token, comma-separated. Environment only.",
+        secret=True,
+    )
     api_token: str = _setting(
         "",
         "SHIPSCOPE_TOKEN",

@@ -7,18 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from shipscope.errors import InputError
 from shipscope.events import Event
-from shipscope.ingest import generic
+from shipscope.ingest import generic, reports, webhooks
 
 Parser = Callable[[bytes, Mapping[str, str]], Sequence[Event]]
 
 PARSERS: dict[str, Parser] = {
     generic.KIND: lambda body, headers: generic.decode(body),
+    "github": webhooks.decode_github,
+    "gitlab": webhooks.decode_gitlab,
+    **reports.PARSERS,
 }
 
 
 def decode(kind: str, body: bytes, headers: Mapping[str, str]) -> Sequence[Event]:
+    """Raises ValueError when no parser accepts the entry any more (reprocess reports it and goes on)."""
     parser = PARSERS.get(kind)
     if parser is None:
         raise ValueError(f"no parser for journal entries of kind {kind!r}")
-    return parser(body, headers)
+    try:
+        return parser(body, headers)
+    except InputError as error:
+        raise ValueError(error.message) from error

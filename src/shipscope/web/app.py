@@ -20,9 +20,17 @@ from starlette.concurrency import run_in_threadpool
 
 from shipscope import __version__
 from shipscope.config import Settings
-from shipscope.errors import InputError, ShipscopeError
+from shipscope.errors import AuthError, InputError, ShipscopeError
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
+from shipscope.ingest.reports import report_delivery
+from shipscope.ingest.webhooks import (
+    WebhookDelivery,
+    github_delivery,
+    gitlab_delivery,
+    verify_github_signature,
+    verify_gitlab_token,
+)
 from shipscope.store import Store
 from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
@@ -166,11 +174,142 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
         return {"events": page.events, "next_cursor": page.next_cursor}
 
+    github_secrets = _listed(settings.github_webhook_secrets)
+    gitlab_tokens = _listed(settings.gitlab_webhook_tokens)
+
+    async def _journal_rejection(request: Request, source: str, error: ShipscopeError, body: bytes) -> None:
+        """What was refused leaves a trace, and nothing else, in the database."""
+        rejection = Rejection(source, error.message, None, body[:200].decode(errors="replace"))
+        await asyncio.wrap_future(request.app.state.writer.submit([], [rejection]))
+
+    async def _accept_webhook(
+        request: Request, source: str, verify: Callable[[bytes], None], read: Callable[[bytes, dict[str, str]], Any]
+    ) -> Response:
+        body = b""
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            verify(body)
+            received: WebhookDelivery = read(body, {k.lower(): v for k, v in request.headers.items()})
+        except ShipscopeError as error:
+            await _journal_rejection(request, source, error, body)
+            raise
+        [is_new] = await asyncio.wrap_future(request.app.state.writer.submit([received.delivery]))
+        content: dict[str, Any] = {
+            "ok": True,
+            "event": received.event,
+            "delivery": received.delivery.delivery_id,
+            "stored": len(received.delivery.events) if is_new else 0,
+            "duplicates": 0 if is_new else len(received.delivery.events),
+        }
+        if not received.handled:
+            content["message"] = f"ignored: {received.event}"
+            return ORJSONResponse(content, status_code=202)
+        return ORJSONResponse(content)
+
+    webhook_responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": "Journaled and normalized; `stored`/`duplicates` count its events."},
+        202: {"description": "Journaled, but an event shipscope does not use: `ignored: <event>`."},
+        400: {"description": "Unreadable payload (the position of a JSON error) or a payload missing a field."},
+        401: {"description": "Missing or wrong signature / token."},
+        413: {"description": "Body over the configured limit."},
+    }
+
+    @app.post("/webhooks/github", tags=["webhooks"], responses=webhook_responses)
+    async def github_webhook(request: Request) -> Response:
+        """GitHub webhook deliveries (workflow_run, workflow_job, deployment, deployment_status, pull_request, push,
+        check_run, check_suite, ping). Signed with X-Hub-Signature-256 when a secret is configured; X-GitHub-Delivery
+        is the idempotency key."""
+
+        def verify(body: bytes) -> None:
+            if github_secrets:
+                verify_github_signature(body, request.headers.get("x-hub-signature-256"), github_secrets)
+            elif tokens:
+                raise AuthError("GitHub webhooks need SHIPSCOPE_GITHUB_WEBHOOK_SECRETS on a server with API tokens")
+
+        return await _accept_webhook(request, "github", verify, github_delivery)
+
+    @app.post("/webhooks/gitlab", tags=["webhooks"], responses=webhook_responses)
+    async def gitlab_webhook(request: Request) -> Response:
+        """GitLab webhook deliveries (Pipeline, Job, Deployment, Merge Request, Push and Tag Push hooks), checked
+        against X-Gitlab-Token when tokens are configured; X-Gitlab-Event-UUID is the idempotency key."""
+
+        def verify(body: bytes) -> None:
+            if gitlab_tokens:
+                verify_gitlab_token(request.headers.get("x-gitlab-token"), gitlab_tokens)
+            elif tokens:
+                raise AuthError("GitLab webhooks need SHIPSCOPE_GITLAB_WEBHOOK_TOKENS on a server with API tokens")
+
+        return await _accept_webhook(request, "gitlab", verify, gitlab_delivery)
+
+    async def _accept_report(request: Request, fmt: str, params: dict[str, str]) -> Response:
+        body = b""
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            delivery = await run_in_threadpool(report_delivery, fmt, body, params)
+        except ShipscopeError as error:
+            await _journal_rejection(request, fmt, error, body)
+            raise
+        [is_new] = await asyncio.wrap_future(request.app.state.writer.submit([delivery]))
+        report = IngestReport()
+        report.count([delivery], [is_new])
+        return ORJSONResponse({"ok": True, **report.to_json()})
+
+    @app.post("/api/v1/reports/junit", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    async def junit_report(
+        request: Request, run_id: str | None = None, job_id: str | None = None, source: str | None = None
+    ) -> Response:
+        """A JUnit XML report (pytest, Surefire, jest-junit, go-junit-report, Gradle, mocha, xunit, nested suites).
+        Retries (`<flakyFailure>`, `<rerunFailure>`, repeated test cases) become attempts. DTDs and entities are
+        refused."""
+        return await _accept_report(
+            request, "junit", {"run_id": run_id or "", "job_id": job_id or "", "source": source or ""}
+        )
+
+    @app.post("/api/v1/reports/sarif", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    async def sarif_report(
+        request: Request,
+        repo: Annotated[str, Query(description="OWNER/NAME of the scanned repository.")],
+        scanned_at: Annotated[str | None, Query(description="RFC 3339; default: when the report arrives.")] = None,
+        scan_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Response:
+        """A SARIF 2.1.0 or 2.0.0 log; severities normalized as docs/sources.md describes."""
+        params = {"repo": repo, "scanned_at": scanned_at or "", "scan_id": scan_id or "", "run_id": run_id or ""}
+        return await _accept_report(request, "sarif", params)
+
+    @app.post("/api/v1/reports/cache-log", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    async def cache_log_report(request: Request, run_id: str | None = None, job_id: str | None = None) -> Response:
+        """A CI log holding actions/cache lines or BuildKit plain progress output."""
+        return await _accept_report(request, "cache-log", {"run_id": run_id or "", "job_id": job_id or ""})
+
+    @app.post("/api/v1/pipeline-export", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    async def pipeline_export(request: Request) -> Response:
+        """The GitLab JSON export `{pipeline_id, duration_seconds, status, project, deployment_frequency}`."""
+        return await _accept_report(request, "pipeline-export", {})
+
+    @app.api_route(
+        "/metrics/{job_label}/{grouping:path}",
+        methods=["POST", "PUT"],
+        tags=["ingest"],
+        dependencies=[Depends(require("ingest"))],
+    )
+    async def pushgateway(request: Request, job_label: str, grouping: str) -> Response:
+        """Prometheus text exposition as pushed to a Pushgateway at `/metrics/job/<job>{/<label>/<value>}`
+        (`ci_build_duration_seconds`, `ci_build_success`); the grouping labels of the path name the run."""
+        if job_label not in ("job", "job@base64"):
+            raise InputError("a Pushgateway push goes to /metrics/job/<job>{/<label>/<value>}")
+        return await _accept_report(request, "pushgateway", {"path": f"{job_label}/{grouping}"})
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
         return _HOME
 
     return app
+
+
+def _listed(setting: str) -> list[str]:
+    """Comma-separated values: webhook secrets may hold spaces (GitHub's own example does)."""
+    return [value.strip() for value in setting.split(",") if value.strip()]
 
 
 def _parse_body(body: bytes) -> tuple[str, list[Delivery], list[Rejection]]:
