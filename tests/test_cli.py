@@ -197,3 +197,58 @@ def test_a_file_locked_by_another_process_is_named(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.communicate()
+
+
+def test_import_report_formats(db_url: str, tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    junit = runner.invoke(
+        app, ["import", "--format", "junit", str(FIXTURES / "junit/pytest.fail.xml"), "--run-id", "r9", "--db", db_url]
+    )
+    assert junit.exit_code == 0, junit.stderr
+    assert "stored 5, duplicates 0, rejected 0" in junit.stderr
+    sarif = runner.invoke(
+        app,
+        [
+            "import",
+            "-f",
+            "sarif",
+            str(FIXTURES / "sarif/dockle.sarif"),
+            "--repo",
+            "acme/shop",
+            "--db",
+            db_url,
+            "--json",
+        ],
+    )
+    assert sarif.exit_code == 0, sarif.stderr
+    assert orjson.loads(sarif.stdout)["stored"] == 4
+    log = tmp_path / "build.log"
+    log.write_text("Cache restored from key: npm-linux-abc123\n#5 [2/4] RUN npm ci\n#5 CACHED\n")
+    caches = runner.invoke(app, ["import", "-f", "cache-log", str(log), "--job-id", "j1", "--db", db_url])
+    assert caches.exit_code == 0, caches.stderr
+    store = Store(db_url)
+    try:
+        assert {case["run_id"] for case in store.rows(schema.test_cases)} == {"r9"}
+        assert sorted((row["kind"], row["hit"]) for row in store.rows(schema.caches)) == [
+            ("dependency", True),
+            ("docker-layer", True),
+        ]
+    finally:
+        store.close()
+    missing_repo = runner.invoke(app, ["import", "-f", "sarif", str(FIXTURES / "sarif/dockle.sarif"), "--db", db_url])
+    assert missing_repo.exit_code == 1
+    assert "missing parameter repo" in missing_repo.stderr
+
+
+def test_import_report_through_the_server(server: tuple[str, Path]) -> None:
+    from tests.conftest import FIXTURES
+
+    url, database = server
+    result = _shipscope(
+        "import", "-f", "junit", str(FIXTURES / "junit/marathon.flakyFailure.xml"), "--db", f"duckdb:///{database}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sending through its API" in result.stderr
+    cases = httpx.get(f"{url}/api/v1/events", params={"type": "test_case"}).json()["events"]
+    assert sorted((case["attempt"], case["outcome"]) for case in cases) == [(1, "failed"), (2, "passed")]

@@ -41,6 +41,18 @@ class ServerClient:
         assert isinstance(answer, dict)
         return answer
 
+    def post_report(self, fmt: str, body: bytes, params: dict[str, str]) -> dict[str, object]:
+        """Uploads one report (junit, sarif, cache-log) for the server to parse and journal."""
+        try:
+            response = self._http.post(f"/api/v1/reports/{fmt}", content=body, params=params)
+        except httpx.HTTPError as error:
+            raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
+        if response.status_code != 200:
+            raise RemoteError(_error_message(response), status=response.status_code)
+        answer = response.json()
+        assert isinstance(answer, dict)
+        return answer
+
 
 def _error_message(response: httpx.Response) -> str:
     try:

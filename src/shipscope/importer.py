@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import Record, read_records
+from shipscope.ingest.reports import report_delivery
 from shipscope.store import Store
 
 if TYPE_CHECKING:
@@ -22,9 +23,10 @@ BATCH_SIZE = 5000
 
 class RecordSink(Protocol):
     def send(self, records: list[Record], report: IngestReport) -> None:
-        """Takes a batch; its outcome is added to ``report`` by the time ``flush`` returns."""
+        """Stores a batch of event records and adds the outcome to ``report``."""
 
-    def flush(self) -> None: ...
+    def send_report(self, fmt: str, body: bytes, params: dict[str, str], report: IngestReport) -> None:
+        """Stores one report file (junit, sarif, cache-log), parsed where the store is."""
 
 
 class StoreSink:
@@ -46,8 +48,9 @@ class StoreSink:
         for rejection in rejections:
             report.reject(rejection)
 
-    def flush(self) -> None:
-        """Each batch is committed before ``send`` returns."""
+    def send_report(self, fmt: str, body: bytes, params: dict[str, str], report: IngestReport) -> None:
+        delivery = report_delivery(fmt, body, params)
+        report.count([delivery], self._store.ingest([delivery]))
 
 
 class ServerSink:
@@ -66,8 +69,10 @@ class ServerSink:
             position = records[int(entry["line"]) - 1][0] if entry.get("line") else None
             report.reject(Rejection("events", str(entry["error"]), position))
 
-    def flush(self) -> None:
-        """Each post is answered before the next is sent."""
+    def send_report(self, fmt: str, body: bytes, params: dict[str, str], report: IngestReport) -> None:
+        answer = self._client.post_report(fmt, body, params)
+        report.stored += int(answer["stored"])  # type: ignore[call-overload]
+        report.duplicates += int(answer["duplicates"])  # type: ignore[call-overload]
 
 
 def _batches(records: Iterable[Record | Rejection], size: int) -> Iterator[list[Record | Rejection]]:
@@ -94,6 +99,5 @@ def import_records(
             sink.send(good, report)
         if progress is not None:
             progress(len(batch))
-    sink.flush()
     report.rejected.sort(key=lambda rejection: rejection.position or 0)
     return report

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
@@ -21,9 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shipscope.config import Settings, load_settings
-from shipscope.errors import InputError, ShipscopeError, StoreError
+from shipscope.errors import InputError, RemoteError, ShipscopeError, StoreError
 from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
-from shipscope.ingest import IngestReport
+from shipscope.ingest import IngestReport, Rejection
 from shipscope.ingest.generic import stream_records
 from shipscope.ingest.registry import decode
 from shipscope.server_state import running_server
@@ -39,6 +40,14 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 stderr = Console(stderr=True, soft_wrap=True)
+
+
+class ImportFormat(StrEnum):
+    events = "events"
+    junit = "junit"
+    sarif = "sarif"
+    cache_log = "cache-log"
+
 
 DbOption = Annotated[
     str | None,
@@ -112,7 +121,8 @@ def _print_report(report: IngestReport, label: str, as_json: bool) -> None:
         sys.stdout.write(orjson.dumps(report.to_json()).decode() + "\n")
         return
     for rejection in report.rejected[:50]:
-        stderr.print(f"{label}:{rejection.position}: {rejection.reason}", highlight=False, soft_wrap=True)
+        where = f"{label}:{rejection.position}" if rejection.position is not None else label
+        stderr.print(f"{where}: {rejection.reason}", highlight=False, soft_wrap=True)
     if report.rejected_count > 50:
         stderr.print(f"… and {report.rejected_count - 50} more rejected", highlight=False)
     stderr.print(
@@ -139,13 +149,25 @@ def import_command(
     files: Annotated[list[str], typer.Argument(help="NDJSON or JSON-array files of canonical events; - for stdin.")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    format: Annotated[
+        ImportFormat, typer.Option("--format", "-f", help="events: canonical NDJSON/JSON; or a report format.")
+    ] = ImportFormat.events,
+    run_id: Annotated[str | None, typer.Option(help="Run the tests, findings or caches belong to.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Job the tests or caches belong to.")] = None,
+    repo: Annotated[str | None, typer.Option(help="OWNER/NAME a SARIF scan belongs to (required for sarif).")] = None,
+    scanned_at: Annotated[str | None, typer.Option(help="When a SARIF scan ran (RFC 3339); default now.")] = None,
 ) -> None:
-    """Import canonical events, streaming, with a per-line report of what was rejected."""
+    """Import canonical events (streaming, with a per-line report of what was rejected), or report files:
+    JUnit XML, SARIF, CI logs with cache lines."""
     settings = _settings(db)
     for name in files:
         if name != "-" and not os.access(name, os.R_OK):
             reason = "no such file" if not os.path.exists(name) else "permission denied"
             raise InputError(f"cannot read {name}: {reason}")
+    if format is not ImportFormat.events:
+        params = {"run_id": run_id or "", "job_id": job_id or "", "repo": repo or "", "scanned_at": scanned_at or ""}
+        _import_reports(settings, files, format.value, params, as_json)
+        return
     total = IngestReport()
     with _sink(settings) as sink, _progress() as progress:
         for name in files:
@@ -162,6 +184,24 @@ def import_command(
                 _, records = stream_records(stream)
                 report = import_records(records, sink, progress=advance)
             progress.remove_task(task)
+            _print_report(report, name, as_json)
+            total.add(report)
+    if total.rejected_count:
+        raise typer.Exit(1)
+
+
+def _import_reports(settings: Settings, files: list[str], fmt: str, params: dict[str, str], as_json: bool) -> None:
+    total = IngestReport()
+    with _sink(settings) as sink:
+        for name in files:
+            body = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            report = IngestReport()
+            try:
+                sink.send_report(fmt, body, {key: value for key, value in params.items() if value}, report)
+            except (InputError, RemoteError) as error:
+                if error.status != 400:
+                    raise
+                report.reject(Rejection(fmt, error.message))
             _print_report(report, name, as_json)
             total.add(report)
     if total.rejected_count:
