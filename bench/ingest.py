@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,8 @@ from typing import Any
 import httpx
 import orjson
 import sqlalchemy as sa
+from common import serving, wrk
 
-HERE = Path(__file__).resolve().parent
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -148,73 +147,46 @@ def _fresh_pg(url: str) -> None:
     engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+SINGLE_EVENT_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"type":"change","repo":"acme/bench","sha":"' .. counter .. '-' .. math.random(1, 1e9) ..
+    '","authored_at":"2026-01-01T00:00:00Z"}'
+  return wrk.format("POST", "/api/v1/events", {["Content-Type"] = "application/x-ndjson"}, body)
+end
+"""
 
 
-def _serve(db_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shipscope", "serve", "--db", db_url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("server did not start")
-
-
-async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> list[float]:
-    latencies: list[float] = []
+async def _post_batches(url: str, bodies: list[bytes], concurrency: int) -> None:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
         async def worker() -> None:
             while not queue.empty():
-                body = queue.get_nowait()
-                started = time.perf_counter()
-                response = await client.post("/api/v1/events", content=body)
-                latencies.append(time.perf_counter() - started)
+                response = await client.post("/api/v1/events", content=queue.get_nowait())
                 if response.status_code != 200:
                     raise SystemExit(f"POST answered {response.status_code}: {response.text[:200]}")
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
 
 
-def bench_http(db_url: str, batch_events: int, single_posts: int, concurrency: int) -> dict[str, float]:
-    process, url = _serve(db_url)
-    try:
+def bench_http(db_url: str, batch_events: int, connections: list[int], seconds: int) -> None:
+    with serving(db_url) as url:
         events = [orjson.dumps(event) for event in generate(batch_events, seed=2)]
         batches = [b"\n".join(events[index : index + 500]) for index in range(0, len(events), 500)]
         started = time.perf_counter()
-        asyncio.run(_post_all(url, batches, concurrency=4))
-        batch_rate = len(events) / (time.perf_counter() - started)
-        singles = [orjson.dumps(event) for event in generate(single_posts, seed=3)]
-        started = time.perf_counter()
-        latencies = sorted(asyncio.run(_post_all(url, singles, concurrency=concurrency)))
-        single_rate = len(singles) / (time.perf_counter() - started)
-    finally:
-        process.terminate()
-        process.wait()
-    return {
-        "batch_events_per_s": batch_rate,
-        "single_posts_per_s": single_rate,
-        "single_p50_ms": latencies[len(latencies) // 2] * 1000,
-        "single_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-    }
+        asyncio.run(_post_batches(url, batches, concurrency=4))
+        rate = len(events) / (time.perf_counter() - started)
+        print(f"| POST /api/v1/events, batches of 500, 4 clients | {rate:,.0f} events/s |")
+        for count in connections:
+            result = wrk(url, SINGLE_EVENT_LUA, connections=count, seconds=seconds)
+            print(
+                f"| POST /api/v1/events, one event each, {count} connections | {result.requests_per_second:,.0f} "
+                f"requests/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, non-2xx {result.non_2xx} |"
+            )
 
 
 def main() -> None:
@@ -222,8 +194,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/shipscope_bench")
     parser.add_argument("--http-events", type=int, default=200_000)
-    parser.add_argument("--single-posts", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--skip", choices=["duckdb", "postgresql", "http"], action="append", default=[])
     args = parser.parse_args()
 
@@ -244,15 +216,7 @@ def main() -> None:
             rate = args.events / seconds
             print(f"| import, PostgreSQL | {rate:,.0f} events/s ({seconds:.1f} s), peak RSS {rss:.0f} MB |")
         if "http" not in args.skip:
-            result = bench_http(
-                f"duckdb:///{scratch}/http.duckdb", args.http_events, args.single_posts, args.concurrency
-            )
-            print(f"| POST /api/v1/events, batches of 500, DuckDB | {result['batch_events_per_s']:,.0f} events/s |")
-            print(
-                f"| POST /api/v1/events, one event each, {args.concurrency} clients, DuckDB | "
-                f"{result['single_posts_per_s']:,.0f} requests/s, p50 {result['single_p50_ms']:.1f} ms, "
-                f"p99 {result['single_p99_ms']:.1f} ms |"
-            )
+            bench_http(f"duckdb:///{scratch}/http.duckdb", args.http_events, args.connections, args.seconds)
 
 
 if __name__ == "__main__":
