@@ -287,12 +287,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         """The GitLab JSON export `{pipeline_id, duration_seconds, status, project, deployment_frequency}`."""
         return await _accept_report(request, "pipeline-export", {})
 
-    @app.api_route(
-        "/metrics/{job_label}/{grouping:path}",
-        methods=["POST", "PUT"],
-        tags=["ingest"],
-        dependencies=[Depends(require("ingest"))],
-    )
+    pushgateway_path = "/metrics/{job_label}/{grouping:path}"
+    ingest_scope = [Depends(require("ingest"))]
+
+    @app.post(pushgateway_path, operation_id="pushgateway_post", tags=["ingest"], dependencies=ingest_scope)
+    @app.put(pushgateway_path, operation_id="pushgateway_put", tags=["ingest"], dependencies=ingest_scope)
     async def pushgateway(request: Request, job_label: str, grouping: str) -> Response:
         """Prometheus text exposition as pushed to a Pushgateway at `/metrics/job/<job>{/<label>/<value>}`
         (`ci_build_duration_seconds`, `ci_build_success`); the grouping labels of the path name the run."""
