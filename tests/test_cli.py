@@ -252,3 +252,45 @@ def test_import_report_through_the_server(server: tuple[str, Path]) -> None:
     assert "sending through its API" in result.stderr
     cases = httpx.get(f"{url}/api/v1/events", params={"type": "test_case"}).json()["events"]
     assert sorted((case["attempt"], case["outcome"]) for case in cases) == [(1, "failed"), (2, "passed")]
+
+
+def test_record_never_fails_the_pipeline_and_spools_what_it_cannot_send(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    spool = tmp_path / "spool.ndjson"
+    environment = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_REPOSITORY": "acme/shop",
+        "GITHUB_WORKFLOW": "ci",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_SHA": "abc123",
+        "GITHUB_ACTOR": "ana",
+        "GITHUB_TOKEN": "",
+        "SHIPSCOPE_VENDOR_TOKEN": "",
+    }
+    result = runner.invoke(
+        app,
+        [
+            "record",
+            "--server",
+            f"http://127.0.0.1:{_free_port()}",
+            "--status",
+            "failure",
+            "--junit",
+            str(FIXTURES / "junit/pytest.fail.xml"),
+            "--spool",
+            str(spool),
+            "--retries",
+            "0",
+        ],
+        env=environment,
+    )
+    assert result.exit_code == 0
+    assert "server unreachable" in result.stderr
+    lines = spool.read_bytes().splitlines()
+    assert len(lines) == 6
+    run = orjson.loads(lines[0])
+    assert (run["type"], run["id"], run["status"]) == ("pipeline_run", "77", "failure")

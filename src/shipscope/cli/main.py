@@ -306,6 +306,44 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@app.command("record")
+def record_command(
+    server: Annotated[str, typer.Option(envvar="SHIPSCOPE_URL", help="The shipscope server's base URL.")] = "",
+    status: Annotated[
+        str | None, typer.Option(help="The run's final status (GitHub `${{ job.status }}`, GitLab job status).")
+    ] = None,
+    junit: Annotated[list[Path] | None, typer.Option(help="JUnit XML report(s); globs allowed.")] = None,
+    sarif: Annotated[list[Path] | None, typer.Option(help="SARIF log(s); globs allowed.")] = None,
+    spool: Annotated[Path, typer.Option(help="Where events go when the server cannot be reached.")] = Path(
+        "shipscope-spool.ndjson"
+    ),
+    retries: Annotated[int, typer.Option(min=0, max=10, help="Attempts after the first on errors.")] = 3,
+) -> None:
+    """Record this CI run (GitHub Actions or GitLab CI) as the last step of a pipeline. Never fails the pipeline:
+    problems are printed as warnings, and events that cannot be sent are written to the spool file for a later
+    `shipscope import`. Tokens: SHIPSCOPE_TOKEN for the server; SHIPSCOPE_VENDOR_TOKEN (or GITHUB_TOKEN) to read
+    this run's jobs and steps from the CI's API."""
+    from shipscope.record import RecordOptions, record
+
+    options = RecordOptions(
+        server_url=server,
+        token=os.environ.get("SHIPSCOPE_TOKEN", ""),
+        status=status,
+        junit=tuple(junit or ()),
+        sarif=tuple(sarif or ()),
+        spool=spool,
+        retries=retries,
+        vendor_token=os.environ.get("SHIPSCOPE_VENDOR_TOKEN") or os.environ.get("GITHUB_TOKEN", ""),
+    )
+    outcome = record(options, os.environ)
+    for warning in outcome.warnings:
+        stderr.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if outcome.sent:
+        stderr.print(f"recorded {outcome.events} events at {server}", highlight=False)
+    elif outcome.spooled_to is not None:
+        stderr.print(f"{outcome.events} events written to {outcome.spooled_to}", highlight=False)
+
+
 @app.command()
 @_reports_errors
 def reprocess(db: DbOption = None) -> None:
