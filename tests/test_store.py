@@ -235,3 +235,15 @@ def test_an_outdated_schema_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="run `shipscope db upgrade`|revision 0000") as raised:
         store.ensure_schema()
     assert raised.value.hint == "run `shipscope db upgrade`"
+
+
+def test_upgrade_from_the_first_revision_keeps_the_data(store: Store) -> None:
+    write(store, run())
+    downgrade(store.engine, "0001")
+    assert store.revision() == "0001"
+    store.upgrade()
+    assert [row["id"] for row in runs(store)] == ["r1"]
+    store.set_cursor("github:acme/shop:workflow_runs", "page=3")
+    store.set_cursor("github:acme/shop:workflow_runs", "page=4")
+    assert store.cursor("github:acme/shop:workflow_runs") == "page=4"
+    assert store.cursor("nothing") is None

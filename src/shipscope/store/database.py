@@ -322,6 +322,24 @@ class Store:
                 self._upsert(conn, events)
         return report
 
+    def set_cursor(self, key: str, value: str) -> None:
+        """Remembers where a backfill got to (committed at once, so an interrupted run resumes from here)."""
+        cursors = schema.source_cursors
+        insert = postgresql.insert(cursors).values(key=key, value=value, updated_at=datetime.now(UTC))
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[cursors.c.key],
+                    set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
+                )
+            )
+
+    def cursor(self, key: str) -> str | None:
+        cursors = schema.source_cursors
+        with self.connect() as conn:
+            value: str | None = conn.execute(sa.select(cursors.c.value).where(cursors.c.key == key)).scalar()
+            return value
+
     # ----- reads ---------------------------------------------------------------------------------------
 
     def has_data(self) -> bool:

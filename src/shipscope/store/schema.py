@@ -55,6 +55,15 @@ ingest_rejections = sa.Table(
     _text("excerpt"),
 )
 
+source_cursors = sa.Table(
+    "source_cursors",
+    metadata,
+    _key("key"),
+    sa.Column("value", sa.String, nullable=False),
+    _ts("updated_at", False),
+)
+"""Where a backfill stopped, per source and resource, and the ETags of pages seen (``etag:<url>``)."""
+
 pipeline_runs = sa.Table(
     "pipeline_runs",
     metadata,
