@@ -401,6 +401,10 @@ class Store:
         next_cursor = _encode_cursor([rows[-1][name] for name in mapping.key_columns]) if more else None
         return EventPage([row_to_json(event_type, row) for row in rows], next_cursor)
 
+    def query(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        """Runs a read (a SQLAlchemy Core select, the same text on both backends); rows as dicts."""
+        return self._fetch(query)
+
     def _fetch(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,1 @@
+"""Metrics: functions of the store with an explicit window and filters, returning typed results."""

@@ -1,0 +1,176 @@
+"""What every metric shares: the window, the filters, the configuration, and the shapes of numbers.
+
+Every metric is a function of the store with an explicit window ``[since, until)`` and filters, returning a typed
+result with ``to_json()``. Percentiles are exact (``percentile_cont``, linear interpolation, in SQL on both
+backends); every ratio carries its numerator and denominator; a number with no data is None with the reason, never 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from shipscope.errors import InputError
+
+_RELATIVE = re.compile(r"^(?P<count>\d+)(?P<unit>[hdw])$")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open interval ``[since, until)`` a metric covers, in UTC."""
+
+    since: datetime
+    until: datetime
+
+    def __post_init__(self) -> None:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise InputError("a window's bounds need a UTC offset")
+        if self.since >= self.until:
+            raise InputError(f"the window is empty: since {self.since.isoformat()} is not before until")
+
+    @classmethod
+    def parse(
+        cls, since: str | None, until: str | None, *, now: datetime | None = None, default: str = "30d"
+    ) -> Window:
+        """``since``: ``30d``/``12h``/``8w`` back from ``until``, a date, or an RFC 3339 time; ``until``: a date or
+        an RFC 3339 time, default now. A date means its midnight UTC."""
+        end = _moment(until, "until") if until else (now or datetime.now(UTC))
+        text = since or default
+        relative = _RELATIVE.match(text)
+        if relative:
+            start = end - int(relative["count"]) * _UNITS[relative["unit"]]
+        else:
+            start = _moment(text, "since")
+        return cls(start.astimezone(UTC), end.astimezone(UTC))
+
+    def to_json(self) -> dict[str, str]:
+        return {"since": _iso(self.since), "until": _iso(self.until)}
+
+
+def _moment(text: str, name: str) -> datetime:
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"{name}: expected a duration like 30d, a date (YYYY-MM-DD) or an RFC 3339 time, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise InputError(f"{name}: an RFC 3339 time needs a UTC offset, got {text!r}")
+    return moment
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Filters:
+    repo: str | None = None
+    service: str | None = None
+    environment: str | None = None
+    team: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {name: value for name, value in self.__dict__.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Choices behind the numbers; ``shipscope.toml`` ``[metrics]`` overrides them."""
+
+    production_environments: tuple[str, ...] = ("prod*",)
+    """Glob patterns (case-insensitive) naming production environments."""
+    teams: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Team → the repositories and services it owns (for the ``team`` filter)."""
+    platform_team: Sequence[str] = ()
+    """Logins of the platform team (self-service rate)."""
+    infra_failure_patterns: tuple[str, ...] = (
+        "runner_system_failure",
+        "stuck_or_timeout_failure",
+        "scheduler_failure",
+        "api_failure",
+        "runner_unsupported",
+        "runner lost",
+        "lost communication",
+        "shutdown signal",
+        "system failure",
+        "data_integrity_failure",
+    )
+    """Substrings (case-insensitive) of a failed job's failure reason that mean the infrastructure failed."""
+    test_failure_patterns: tuple[str, ...] = ("test", "spec", "pytest", "jest")
+    build_failure_patterns: tuple[str, ...] = ("build", "compile", "install", "docker")
+    security_failure_patterns: tuple[str, ...] = ("scan", "trivy", "codeql", "semgrep", "security", "audit")
+    hotfix_patterns: tuple[str, ...] = ("hotfix",)
+    """Branch or label substrings that mark a hotfix."""
+    slow_suite_seconds: float = 300.0
+    flaky_quarantine_days: int = 14
+
+
+def teams_members(config: MetricsConfig, team: str | None) -> Sequence[str] | None:
+    """The repositories and services of ``team``, or None for no team filter; an unknown team is an error."""
+    if team is None:
+        return None
+    if team not in config.teams:
+        known = ", ".join(sorted(config.teams)) or "none configured"
+        raise InputError(f"unknown team {team!r} (teams: {known})")
+    return config.teams[team]
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float | None
+    p95: float | None
+    samples: int
+
+    @classmethod
+    def of(cls, p50: Any, p95: Any, samples: Any) -> Percentiles:
+        count = int(samples or 0)
+        return cls(None if count == 0 else float(p50), None if count == 0 else float(p95), count)
+
+    def to_json(self) -> dict[str, Any]:
+        shape: dict[str, Any] = {"p50": self.p50, "p95": self.p95, "samples": self.samples}
+        if self.samples == 0:
+            shape["no_data"] = "no samples in the window"
+        return shape
+
+
+@dataclass(frozen=True)
+class Ratio:
+    numerator: int
+    denominator: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.numerator / self.denominator if self.denominator else None
+
+    def to_json(self, numerator: str, denominator: str) -> dict[str, Any]:
+        shape: dict[str, Any] = {numerator: self.numerator, denominator: self.denominator, "rate": self.rate}
+        if not self.denominator:
+            shape["no_data"] = f"no {denominator} in the window"
+        return shape
+
+
+def percentile_columns(value: sa.ColumnElement[Any], prefix: str = "") -> list[sa.ColumnElement[Any]]:
+    """p50, p95 and the sample count of ``value`` as exact percentiles (``percentile_cont``), labeled."""
+    return [
+        sa.func.percentile_cont(0.5).within_group(value).label(f"{prefix}p50"),
+        sa.func.percentile_cont(0.95).within_group(value).label(f"{prefix}p95"),
+        sa.func.count(value).label(f"{prefix}samples"),
+    ]
+
+
+def seconds_between(start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``end − start`` in seconds, the same SQL on DuckDB and PostgreSQL."""
+    return sa.extract("epoch", end - start)
+
+
+def in_window(column: sa.ColumnElement[Any], window: Window) -> sa.ColumnElement[bool]:
+    return sa.and_(column >= window.since, column < window.until)
