@@ -53,6 +53,17 @@ class ServerClient:
         assert isinstance(answer, dict)
         return answer
 
+    def get_json(self, path: str, params: dict[str, str]) -> dict[str, object]:
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as error:
+            raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
+        if response.status_code != 200:
+            raise RemoteError(_error_message(response), status=response.status_code)
+        answer = response.json()
+        assert isinstance(answer, dict)
+        return answer
+
 
 def _error_message(response: httpx.Response) -> str:
     try:

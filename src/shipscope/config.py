@@ -93,6 +93,10 @@ class Settings:
         "Step-name patterns per canonical stage (shipscope.toml [stage_patterns]).",
     )
 
+    metrics: dict[str, Any] = _setting(
+        {}, None, "Metric definitions: production environment patterns, teams, classifier patterns (toml [metrics])."
+    )
+
     def with_overrides(self, **values: Any) -> Settings:
         return replace(self, **{key: value for key, value in values.items() if value is not None})
 

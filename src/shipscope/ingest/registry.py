@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from shipscope.errors import InputError
 from shipscope.events import Event
-from shipscope.ingest import generic, reports, webhooks
+from shipscope.ingest import generic, github_api, gitlab_api, reports, webhooks
 
 Parser = Callable[[bytes, Mapping[str, str]], Sequence[Event]]
 
@@ -19,6 +19,14 @@ PARSERS: dict[str, Parser] = {
     "gitlab": webhooks.decode_gitlab,
     **reports.PARSERS,
 }
+
+
+def _api_object(decode_kind: Callable[[str, bytes], Sequence[Event]], kind: str) -> Parser:
+    return lambda body, headers: decode_kind(kind, body)
+
+
+PARSERS.update({kind: _api_object(github_api.decode, kind) for kind in github_api.KINDS})
+PARSERS.update({kind: _api_object(gitlab_api.decode, kind) for kind in gitlab_api.KINDS})
 
 
 def decode(kind: str, body: bytes, headers: Mapping[str, str]) -> Sequence[Event]:

@@ -334,6 +334,11 @@ class Store:
                 )
             )
 
+    @property
+    def cursors(self) -> Cursors:
+        """The cursor table as a get/set mapping (what an API backfill keeps between runs)."""
+        return Cursors(self)
+
     def cursor(self, key: str) -> str | None:
         cursors = schema.source_cursors
         with self.connect() as conn:
@@ -351,7 +356,12 @@ class Store:
         with self.connect() as conn:
             return {
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-                for table in (schema.raw_events, schema.ingest_rejections, *schema.NORMALIZED_TABLES)
+                for table in (
+                    schema.raw_events,
+                    schema.ingest_rejections,
+                    schema.source_cursors,
+                    *schema.NORMALIZED_TABLES,
+                )
             }
 
     def rows(self, table: sa.Table) -> list[dict[str, Any]]:
@@ -418,6 +428,17 @@ class Store:
                 return
             yield from rows
             last = rows[-1]["seq"]
+
+
+class Cursors:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, key: str) -> str | None:
+        return self._store.cursor(key)
+
+    def set(self, key: str, value: str) -> None:
+        self._store.set_cursor(key, value)
 
 
 def _first_line(error: sa.exc.DBAPIError) -> str:
