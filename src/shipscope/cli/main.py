@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, ParamSpec, TypeVar
@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+backfill_app = typer.Typer(help="Fetch history from a CI/CD vendor's API (resumable).", no_args_is_help=True)
+app.add_typer(backfill_app, name="backfill")
 
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -304,6 +306,169 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+EXIT_STOPPED = 3
+"""A backfill stopped early (rate limit, request budget): run it again later and it resumes."""
+
+
+def _backfill(settings: Settings, label: str, run: Callable[[Any], Iterator[list[Any]]], client: Any) -> None:
+    """Journals each page of deliveries as it comes, so the saved cursor never runs ahead of what is stored."""
+    from shipscope.ingest.api_client import BudgetExhausted, RateLimited
+
+    _refuse_if_served(settings, "run the backfill (or use PostgreSQL, which the server shares)")
+    store = _open_store(settings)
+    report = IngestReport()
+    stopped: ShipscopeError | None = None
+    try:
+        with _progress() as progress:
+            task = progress.add_task(label, total=None, events=0)
+            try:
+                for deliveries in run(store.cursors):
+                    report.count(deliveries, store.ingest(deliveries))
+                    progress.update(task, events=report.stored + report.duplicates)
+            except (RateLimited, BudgetExhausted) as error:
+                stopped = error
+    finally:
+        client.close()
+        store.close()
+    stderr.print(
+        f"{label}: stored {report.stored} events, {report.duplicates} already known; {client.requests_made} requests",
+        highlight=False,
+    )
+    if stopped is not None:
+        stderr.print(f"[yellow]stopped:[/yellow] {stopped.message}", highlight=False)
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _since_moment(since: str) -> datetime:
+    from shipscope.metrics.common import Window
+
+    return Window.parse(since, None).since
+
+
+@backfill_app.command("github")
+@_reports_errors
+def backfill_github(
+    repo: Annotated[str, typer.Option(help="OWNER/NAME.")],
+    since: Annotated[str, typer.Option(help="How far back: 90d, a date or an RFC 3339 time.")] = "90d",
+    base_url: Annotated[
+        str, typer.Option(help="API base URL; GitHub Enterprise: https://HOST/api/v3.")
+    ] = "https://api.github.com",
+    budget: Annotated[int, typer.Option(min=1, help="Most API requests this run may make.")] = 5000,
+    db: DbOption = None,
+) -> None:
+    """Workflow runs and their jobs, deployments with statuses, pull requests and commits. Token from
+    GITHUB_TOKEN (or SHIPSCOPE_GITHUB_TOKEN); exit status 3 when a rate limit or the budget stopped it early."""
+    from shipscope.ingest import github_api
+    from shipscope.ingest.api_client import ApiClient
+
+    token = os.environ.get("SHIPSCOPE_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN")
+    client = ApiClient(base_url, token=token, vendor="github", budget=budget)
+    start = _since_moment(since)
+    _backfill(
+        _settings(db), f"github {repo}", lambda cursors: github_api.backfill(client, repo, start, cursors), client
+    )
+
+
+@backfill_app.command("gitlab")
+@_reports_errors
+def backfill_gitlab(
+    project: Annotated[str, typer.Option(help="Project id or path (group/name).")],
+    since: Annotated[str, typer.Option(help="How far back: 90d, a date or an RFC 3339 time.")] = "90d",
+    base_url: Annotated[
+        str, typer.Option(help="API base URL; self-managed: https://HOST/api/v4.")
+    ] = "https://gitlab.com/api/v4",
+    budget: Annotated[int, typer.Option(min=1, help="Most API requests this run may make.")] = 5000,
+    db: DbOption = None,
+) -> None:
+    """Pipelines and their jobs, deployments and merge requests. Token from GITLAB_TOKEN (or
+    SHIPSCOPE_GITLAB_TOKEN); exit status 3 when a rate limit or the budget stopped it early."""
+    from shipscope.ingest import gitlab_api
+    from shipscope.ingest.api_client import ApiClient
+
+    token = os.environ.get("SHIPSCOPE_GITLAB_TOKEN") or os.environ.get("GITLAB_TOKEN")
+    client = ApiClient(base_url, token=token, vendor="gitlab", budget=budget)
+    start = _since_moment(since)
+    _backfill(
+        _settings(db), f"gitlab {project}", lambda cursors: gitlab_api.backfill(client, project, start, cursors), client
+    )
+
+
+class ReportKind(StrEnum):
+    pipelines = "pipelines"
+    tests = "tests"
+    security = "security"
+    dora = "dora"
+    devex = "devex"
+
+
+@app.command("report")
+@_reports_errors
+def report_command(
+    kind: Annotated[ReportKind, typer.Argument(help="Which report.")],
+    repo: Annotated[str | None, typer.Option(help="Only this repository (OWNER/NAME).")] = None,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    env: Annotated[str | None, typer.Option(help="Only this environment.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's repositories and services.")] = None,
+    since: Annotated[str, typer.Option(help="30d, 12h, 8w, a date or an RFC 3339 time.")] = "30d",
+    until: Annotated[str | None, typer.Option(help="A date or an RFC 3339 time (exclusive); default now.")] = None,
+    definitions: Annotated[str, typer.Option(help="DORA definitions preset.")] = "shipscope",
+    explain: Annotated[bool, typer.Option("--explain", help="DORA: list what is behind each number.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON on stdout.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Pipeline SLIs, tests and flakiness, security trends, DORA or developer experience over [since, until)."""
+    settings = _settings(db)
+    params = {
+        "since": since,
+        "until": until,
+        "repo": repo,
+        "service": service,
+        "env": env,
+        "team": team,
+        "definitions": definitions,
+        "explain": "true" if explain else None,
+    }
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    if url is not None:
+        from shipscope.client import ServerClient
+
+        stderr.print(f"{path} is held by the shipscope server at {url}; asking its API", highlight=False)
+        client = ServerClient(url, token=settings.api_token)
+        try:
+            report = client.get_json(f"/api/v1/metrics/{kind.value}", {k: v for k, v in params.items() if v})
+        finally:
+            client.close()
+    else:
+        from shipscope.metrics.common import Filters, MetricsConfig, Window
+        from shipscope.metrics.reports import run_report
+
+        window = Window.parse(since, until)
+        filters = Filters(repo=repo, service=service, environment=env, team=team)
+        store = _open_store(settings)
+        try:
+            report = {
+                "filters": filters.to_json(),
+                **run_report(
+                    kind.value,
+                    store,
+                    window,
+                    filters,
+                    MetricsConfig.from_table(settings.metrics),
+                    definitions=definitions,
+                    explain=explain,
+                ),
+            }
+        finally:
+            store.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+    else:
+        from shipscope.cli.render import render
+
+        render(Console(), kind.value, report)
 
 
 @app.command("record")

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shipscope.errors import InputError
+from shipscope.errors import ConfigError, InputError
 
 _RELATIVE = re.compile(r"^(?P<count>\d+)(?P<unit>[hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -112,6 +112,27 @@ class MetricsConfig:
     """Branch or label substrings that mark a hotfix."""
     slow_suite_seconds: float = 300.0
     flaky_quarantine_days: int = 14
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> MetricsConfig:
+        """From the ``[metrics]`` table of shipscope.toml; unknown keys and wrong types are errors."""
+        known = {name: spec for name, spec in cls.__dataclass_fields__.items()}
+        values: dict[str, Any] = {}
+        for name, value in table.items():
+            if name not in known:
+                raise ConfigError(f"[metrics] {name}: unknown setting; known: {', '.join(sorted(known))}")
+            default = getattr(cls(), name)
+            if isinstance(default, tuple):
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise ConfigError(f"[metrics] {name}: expected a list of strings")
+                value = tuple(value)
+            elif isinstance(default, Mapping):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"[metrics] {name}: expected a table")
+            elif isinstance(default, int | float) and not isinstance(value, int | float):
+                raise ConfigError(f"[metrics] {name}: expected a number")
+            values[name] = value
+        return cls(**values)
 
 
 def teams_members(config: MetricsConfig, team: str | None) -> Sequence[str] | None:

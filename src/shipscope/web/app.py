@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -31,6 +31,8 @@ from shipscope.ingest.webhooks import (
     verify_github_signature,
     verify_gitlab_token,
 )
+from shipscope.metrics.common import Filters, MetricsConfig, Window
+from shipscope.metrics.reports import run_report
 from shipscope.store import Store
 from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
@@ -57,6 +59,7 @@ def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The ASGI app. It owns ``store`` (opened from settings when not given) and its writer thread."""
     tokens = parse_tokens(settings.api_tokens)
+    metrics_config = MetricsConfig.from_table(settings.metrics)
     owned_store = store or Store(
         settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
     )
@@ -298,6 +301,26 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         if job_label not in ("job", "job@base64"):
             raise InputError("a Pushgateway push goes to /metrics/job/<job>{/<label>/<value>}")
         return await _accept_report(request, "pushgateway", {"path": f"{job_label}/{grouping}"})
+
+    @app.get("/api/v1/metrics/{kind}", tags=["metrics"], dependencies=[Depends(require("read"))])
+    def metrics(
+        kind: Literal["pipelines", "tests", "security", "dora", "devex"],
+        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
+        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
+        repo: str | None = None,
+        service: str | None = None,
+        env: str | None = None,
+        team: str | None = None,
+        definitions: Annotated[str, Query(description="DORA definitions preset.")] = "shipscope",
+        explain: Annotated[bool, Query(description="DORA: list what is behind each number.")] = False,
+    ) -> dict[str, Any]:
+        """A metrics report over the window `[since, until)`, the same JSON as `shipscope report KIND --json`."""
+        window = Window.parse(since, until)
+        filters = Filters(repo=repo, service=service, environment=env, team=team)
+        report = run_report(
+            kind, owned_store, window, filters, metrics_config, definitions=definitions, explain=explain
+        )
+        return {"filters": filters.to_json(), **report}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
