@@ -294,3 +294,22 @@ def test_record_never_fails_the_pipeline_and_spools_what_it_cannot_send(tmp_path
     assert len(lines) == 6
     run = orjson.loads(lines[0])
     assert (run["type"], run["id"], run["status"]) == ("pipeline_run", "77", "failure")
+
+
+def test_lint_workflows_reports_and_stores(db_url: str) -> None:
+    from tests.conftest import FIXTURES
+
+    workflow = FIXTURES / "workflows/github/flask.publish.yaml"
+    result = runner.invoke(
+        app, ["lint", "workflows", str(workflow), "--repo", "pallets/flask", "--json", "--db", db_url]
+    )
+    assert result.exit_code == 0, result.stderr
+    (row,) = orjson.loads(result.stdout)
+    assert (row["jobs"], row["steps"], row["verdict"]) == (3, 10, "thin")
+    store = Store(db_url)
+    try:
+        (stored,) = store.rows(schema.timeline_events)
+    finally:
+        store.close()
+    assert stored["kind"] == "workflow_complexity"
+    assert orjson.loads(stored["details"])["jobs"] == 3

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, ParamSpec, TypeVar
@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+lint_app = typer.Typer(help="Check CI configuration.", no_args_is_help=True)
+app.add_typer(lint_app, name="lint")
 backfill_app = typer.Typer(help="Fetch history from a CI/CD vendor's API (resumable).", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
 
@@ -393,6 +395,37 @@ def backfill_gitlab(
     _backfill(
         _settings(db), f"gitlab {project}", lambda cursors: gitlab_api.backfill(client, project, start, cursors), client
     )
+
+
+@lint_app.command("workflows")
+@_reports_errors
+def lint_workflows(
+    paths: Annotated[list[Path], typer.Argument(help=".github/workflows/*.yml, .gitlab-ci.yml, or folders of them.")],
+    repo: Annotated[
+        str | None, typer.Option(help="Also store the measurement for this repository (OWNER/NAME), for the dashboard.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The results as JSON on stdout.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Workflow complexity: YAML lines, jobs, steps, inline script lines, uses/include/extends, expressions and
+    reusable-template use, with a verdict per file (thin, moderate, heavy)."""
+    from shipscope.metrics.workflows import lint_paths, workflow_events
+
+    results = lint_paths(paths)
+    rows = [result.to_json() for result in results]
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+    else:
+        from shipscope.cli.render import render
+
+        shown = ("path", "kind", "yaml_lines", "jobs", "steps", "inline_script_lines", "uses", "includes", "verdict")
+        render(Console(), "workflows", {"workflows": [{key: row[key] for key in shown} for row in rows]})
+    if repo:
+        events = workflow_events(results, repo, measured_at=datetime.now(UTC))
+        records = [(position, orjson.dumps(event)) for position, event in enumerate(events, start=1)]
+        with _sink(_settings(db)) as sink:
+            report = import_records(records, sink)
+        _print_report(report, "workflows", as_json=False)
 
 
 class ReportKind(StrEnum):
