@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -95,3 +98,19 @@ def test_gitlab_backfill(db_url: str, gitlab_api: FakeApi) -> None:
     assert api.violations == []
     counts = _counts(db_url)
     assert counts["pipeline_runs"] >= 3 and counts["pull_requests"] >= 1
+
+
+def test_backfill_goes_through_the_server_that_holds_the_file(github_api: FakeApi, tmp_path: Path) -> None:
+    """While `shipscope serve` owns the DuckDB file, the backfill journals through its API, cursors included."""
+    from tests.test_cli import _shipscope, running_server
+
+    with running_server(tmp_path) as (url, database):
+        arguments = ["backfill", "github", "--repo", REPO, "--since", "2019-01-01", "--base-url", github_api.base]
+        first = _shipscope(*arguments, "--db", f"duckdb:///{database}", env={**os.environ, "GITHUB_TOKEN": TOKEN})
+        assert first.returncode == 0, first.stderr
+        assert "sending through its API" in first.stderr
+        runs = httpx.get(f"{url}/api/v1/events", params={"type": "pipeline_run"}).json()["events"]
+        assert len(runs) == 5
+        again = _shipscope(*arguments, "--db", f"duckdb:///{database}", env={**os.environ, "GITHUB_TOKEN": TOKEN})
+        assert again.returncode == 0, again.stderr
+        assert "stored 0 events" in again.stderr

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -128,6 +129,13 @@ def _shipscope(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with running_server(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def running_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real `shipscope serve` owning a DuckDB file in tmp_path; yields its URL and the file."""
     database = tmp_path / "served.duckdb"
     port = _free_port()
     process = subprocess.Popen(

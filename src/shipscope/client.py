@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 import httpx
+import orjson
 
 from shipscope.errors import RemoteError
+from shipscope.ingest import Delivery
 from shipscope.ingest.generic import Record
 
 
@@ -53,6 +56,34 @@ class ServerClient:
         assert isinstance(answer, dict)
         return answer
 
+    def post_journal(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Raw payloads for the server to journal and decode; per delivery, whether it was new."""
+        lines = [
+            orjson.dumps(
+                {
+                    "source": delivery.source,
+                    "delivery_id": delivery.delivery_id,
+                    "kind": delivery.kind,
+                    "headers": delivery.headers,
+                    "body": base64.b64encode(delivery.body).decode(),
+                }
+            )
+            for delivery in deliveries
+        ]
+        try:
+            response = self._http.post("/api/v1/journal", content=b"\n".join(lines))
+        except httpx.HTTPError as error:
+            raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
+        if response.status_code != 200:
+            raise RemoteError(_error_message(response), status=response.status_code)
+        new = response.json()["new"]
+        assert isinstance(new, list)
+        return [bool(flag) for flag in new]
+
+    @property
+    def cursors(self) -> RemoteCursors:
+        return RemoteCursors(self)
+
     def get_json(self, path: str, params: dict[str, str]) -> dict[str, object]:
         try:
             response = self._http.get(path, params=params)
@@ -63,6 +94,25 @@ class ServerClient:
         answer = response.json()
         assert isinstance(answer, dict)
         return answer
+
+
+class RemoteCursors:
+    """The server's cursor table, for a backfill run while the server owns the database."""
+
+    def __init__(self, client: ServerClient) -> None:
+        self._client = client
+
+    def get(self, key: str) -> str | None:
+        value = self._client.get_json(f"/api/v1/cursors/{key}", {}).get("value")
+        return value if isinstance(value, str) else None
+
+    def set(self, key: str, value: str) -> None:
+        try:
+            response = self._client._http.put(f"/api/v1/cursors/{key}", content=orjson.dumps({"value": value}))
+        except httpx.HTTPError as error:
+            raise RemoteError(f"cannot reach the shipscope server: {error}", status=0) from error
+        if response.status_code != 200:
+            raise RemoteError(_error_message(response), status=response.status_code)
 
 
 def _error_message(response: httpx.Response) -> str:

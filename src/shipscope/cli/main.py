@@ -318,22 +318,32 @@ def _backfill(settings: Settings, label: str, run: Callable[[Any], Iterator[list
     """Journals each page of deliveries as it comes, so the saved cursor never runs ahead of what is stored."""
     from shipscope.ingest.api_client import BudgetExhausted, RateLimited
 
-    _refuse_if_served(settings, "run the backfill (or use PostgreSQL, which the server shares)")
-    store = _open_store(settings)
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    target: Any
+    if url is not None:
+        from shipscope.client import ServerClient
+
+        stderr.print(f"{path} is held by the shipscope server at {url}; sending through its API", highlight=False)
+        target = ServerClient(url, token=settings.api_token)
+        ingest, cursors = target.post_journal, target.cursors
+    else:
+        target = _open_store(settings)
+        ingest, cursors = target.ingest, target.cursors
     report = IngestReport()
     stopped: ShipscopeError | None = None
     try:
         with _progress() as progress:
             task = progress.add_task(label, total=None, events=0)
             try:
-                for deliveries in run(store.cursors):
-                    report.count(deliveries, store.ingest(deliveries))
+                for deliveries in run(cursors):
+                    report.count(deliveries, ingest(deliveries))
                     progress.update(task, events=report.stored + report.duplicates)
             except (RateLimited, BudgetExhausted) as error:
                 stopped = error
     finally:
         client.close()
-        store.close()
+        target.close()
     stderr.print(
         f"{label}: stored {report.stored} events, {report.duplicates} already known; {client.requests_made} requests",
         highlight=False,

@@ -532,108 +532,65 @@ def _sql_matches(column: sa.ColumnElement[Any], patterns: Sequence[str]) -> sa.C
     return sa.or_(*(sa.func.strpos(lowered, pattern.lower()) > 0 for pattern in patterns))
 
 
-def _run_failure_classes(failed_runs: sa.CTE, config: MetricsConfig) -> sa.Subquery:
-    """(source, id, attempt, failure_class) of each failed run of ``failed_runs`` that has failed jobs.
+_RANKS: dict[FailureClass, int] = {"test": 0, "build": 1, "security": 2, "unknown": 3, "infra": 4}
+"""A run takes the lowest-ranked class among its failed jobs: a known class before unknown, infra only when every
+failed job is infra."""
 
-    A run is ``infra`` when every one of its failed jobs is: a run that also failed for another reason would have
-    failed anyway, so it counts in the rate. Otherwise its class is that of its first failed non-infra job (by
-    ``finished_at``), preferring a job with a known class over an ``unknown`` one.
-    """
-    attempts = _runs.alias("attempts")
-    latest = (
-        sa.select(attempts.c.source, attempts.c.id, sa.func.max(attempts.c.attempt).label("latest"))
-        .where(
-            sa.exists(
-                sa.select(sa.literal(1)).where(
-                    failed_runs.c.source == attempts.c.source, failed_runs.c.id == attempts.c.id
-                )
-            )
-        )
-        .group_by(attempts.c.source, attempts.c.id)
-        .cte("latest_attempts")
-    )
-    jobs = _jobs
-    failed_jobs = (
-        sa.select(
-            jobs.c.source,
-            jobs.c.id,
-            jobs.c.name,
-            jobs.c.stage,
-            jobs.c.failure_reason,
-            jobs.c.finished_at,
-            jobs.c.run_id,
-            sa.func.least(sa.func.coalesce(jobs.c.attempt, latest.c.latest), latest.c.latest).label("run_attempt"),
-        )
-        .select_from(jobs.join(latest, sa.and_(jobs.c.source == latest.c.source, jobs.c.run_id == latest.c.id)))
-        .where(jobs.c.status == "failure")
-        .cte("failed_jobs")
-    )
-    classes = _class_patterns(config)
+
+def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[int]:
+    """SQL twin of ``classify_failure`` for a failed job row, as its rank in ``_RANKS`` (NULL job: unknown)."""
     steps = _steps
-    step_flags = (
-        sa.select(
-            steps.c.source,
-            steps.c.job_id,
-            *(
-                sa.func.max(sa.case((_sql_matches(steps.c.name, patterns), 1), else_=0)).label(f"step_{name}")
-                for name, patterns in classes
-            ),
-        )
-        .select_from(
-            steps.join(failed_jobs, sa.and_(steps.c.source == failed_jobs.c.source, steps.c.job_id == failed_jobs.c.id))
-        )
-        .where(steps.c.status == "failure")
-        .group_by(steps.c.source, steps.c.job_id)
-        .cte("failed_step_flags")
-    )
-    job_class = sa.case(
-        (_sql_matches(failed_jobs.c.failure_reason, config.infra_failure_patterns), "infra"),
-        *((step_flags.c[f"step_{name}"] == 1, name) for name, _ in classes),
-        *((_sql_matches(failed_jobs.c.name, patterns), name) for name, patterns in classes),
-        *((_sql_matches(failed_jobs.c.stage, patterns), name) for name, patterns in classes),
-        else_="unknown",
-    )
-    classified = (
-        sa.select(
-            failed_jobs.c.source,
-            failed_jobs.c.id,
-            failed_jobs.c.run_id,
-            failed_jobs.c.run_attempt,
-            failed_jobs.c.finished_at,
-            job_class.label("failure_class"),
-        )
-        .select_from(
-            failed_jobs.outerjoin(
-                step_flags,
-                sa.and_(step_flags.c.source == failed_jobs.c.source, step_flags.c.job_id == failed_jobs.c.id),
+    classes = _class_patterns(config)
+
+    def failed_step_matches(patterns: Sequence[str]) -> sa.ColumnElement[bool]:
+        if not patterns:
+            return sa.false()
+        return sa.exists(
+            sa.select(sa.literal(1)).where(
+                steps.c.source == jobs.c.source,
+                steps.c.job_id == jobs.c.id,
+                steps.c.status == "failure",
+                _sql_matches(steps.c.name, patterns),
             )
         )
-        .subquery("classified_jobs")
+
+    return sa.case(
+        (_sql_matches(jobs.c.failure_reason, config.infra_failure_patterns), _RANKS["infra"]),
+        *((failed_step_matches(patterns), _RANKS[name]) for name, patterns in classes),
+        *((_sql_matches(jobs.c.name, patterns), _RANKS[name]) for name, patterns in classes),
+        *((_sql_matches(jobs.c.stage, patterns), _RANKS[name]) for name, patterns in classes),
+        else_=_RANKS["unknown"],
     )
-    preference = sa.case(
-        (classified.c.failure_class == "infra", 2), (classified.c.failure_class == "unknown", 1), else_=0
-    )
-    ranked = sa.select(
-        classified.c.source,
-        classified.c.run_id,
-        classified.c.run_attempt,
-        classified.c.failure_class,
-        sa.func.row_number()
-        .over(
-            partition_by=(classified.c.source, classified.c.run_id, classified.c.run_attempt),
-            order_by=(preference, classified.c.finished_at.asc().nulls_last(), classified.c.id),
-        )
-        .label("rank"),
-    ).subquery("ranked_jobs")
-    return (
+
+
+def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
+    """Runs created in the window that pass the filters, with ``latest``: the highest attempt stored for their id.
+
+    A re-run is created after the attempt it repeats, so every attempt above one created in the window is created
+    at or after ``since``: ``latest`` is a window function over the runs created since then. Joins and
+    aggregates of these are planned from table statistics on PostgreSQL (a join on a grouped subquery is not, and
+    its estimate of a few rows turns the joins above it into nested loops).
+    """
+    runs = _runs
+    names = dict.fromkeys(("source", "id", "attempt", "created_at", *columns))
+    recent = (
         sa.select(
-            ranked.c.source,
-            ranked.c.run_id.label("id"),
-            ranked.c.run_attempt.label("attempt"),
-            ranked.c.failure_class,
+            *(runs.c[name] for name in names),
+            sa.func.max(runs.c.attempt).over(partition_by=(runs.c.source, runs.c.id)).label("latest"),
         )
-        .where(ranked.c.rank == 1)
-        .subquery("run_classes")
+        .where(runs.c.created_at >= window.since, *_run_conditions(runs, filters, config))
+        .subquery("recent_runs")
+    )
+    return sa.select(recent).where(recent.c.created_at < window.until).subquery("window_runs")
+
+
+def _job_belongs_to(jobs: sa.FromClause, runs: sa.FromClause) -> sa.ColumnElement[bool]:
+    """The job is one of this run attempt's (``runs`` from ``_window_runs``): the attempt it names, clamped to the
+    latest stored, or the latest when it names none."""
+    return sa.and_(
+        jobs.c.source == runs.c.source,
+        jobs.c.run_id == runs.c.id,
+        runs.c.attempt == sa.func.least(sa.func.coalesce(jobs.c.attempt, runs.c.latest), runs.c.latest),
     )
 
 
@@ -643,46 +600,59 @@ def failure_rates(
     """Failure rate of default-branch runs per repo and workflow: failed ÷ (succeeded + failed).
 
     Completed (success or failure) default-branch runs created in the window; cancelled and skipped runs are
-    excluded. Each failed run is classified by its failed jobs (``classify_failure``, run-level rule in
-    ``_run_failure_classes``): ``infra`` runs are left out of the rate and counted apart, the others are split by
-    class. A failed run with no failed job recorded is ``unknown``.
+    excluded. Each failed job of a failed run is classified by ``classify_failure``. The run is ``infra`` when all
+    its failed jobs are (a run that also failed for another reason would have failed anyway, so it counts in the
+    rate); otherwise it takes the first class among its other failed jobs in the order test, build, security,
+    unknown. A failed run with no failed job recorded is ``unknown``. ``infra`` runs are left out of the rate and
+    counted apart; the others are split by class.
     """
-    runs = _runs
-    completed = (
-        sa.select(runs.c.source, runs.c.id, runs.c.attempt, runs.c.repo, runs.c.workflow, runs.c.status)
-        .where(
-            in_window(runs.c.created_at, window),
-            runs.c.status.in_(COMPLETED_STATUSES),
-            _branch_kind(runs) == "default",
-            *_run_conditions(runs, filters, config),
-        )
-        .cte("completed_default_runs")
+    runs = _window_runs(
+        window, filters, config, "repo", "workflow", "status", "trigger", "pr_number", "branch", "default_branch"
     )
-    failed = sa.select(completed.c.source, completed.c.id, completed.c.attempt).where(completed.c.status == "failure")
-    run_classes = _run_failure_classes(failed.cte("failed_default_runs"), config)
-    run_class = sa.func.coalesce(run_classes.c.failure_class, "unknown")
-    is_failure = completed.c.status == "failure"
-    query = (
+    completed = (
+        sa.select(runs.c.source, runs.c.id, runs.c.attempt, runs.c.latest, runs.c.repo, runs.c.workflow, runs.c.status)
+        .where(runs.c.status.in_(COMPLETED_STATUSES), _branch_kind(runs) == "default")
+        .subquery("completed_runs")
+    )
+    jobs = _jobs
+    per_run = (
         sa.select(
             completed.c.repo,
             completed.c.workflow,
-            sa.func.count().filter(completed.c.status == "success").label("succeeded"),
-            sa.func.count().filter(is_failure, run_class != "infra").label("failed"),
-            sa.func.count().filter(is_failure, run_class == "infra").label("infra"),
-            *(sa.func.count().filter(is_failure, run_class == name).label(f"class_{name}") for name in FAILURE_CLASSES),
+            completed.c.status,
+            sa.func.min(_job_rank(jobs, config)).label("rank"),
         )
         .select_from(
             completed.outerjoin(
-                run_classes,
-                sa.and_(
-                    run_classes.c.source == completed.c.source,
-                    run_classes.c.id == completed.c.id,
-                    run_classes.c.attempt == completed.c.attempt,
-                ),
+                jobs,
+                sa.and_(_job_belongs_to(jobs, completed), jobs.c.status == "failure", completed.c.status == "failure"),
             )
         )
-        .group_by(completed.c.repo, completed.c.workflow)
-        .order_by(completed.c.repo, completed.c.workflow)
+        .group_by(
+            completed.c.source,
+            completed.c.id,
+            completed.c.attempt,
+            completed.c.repo,
+            completed.c.workflow,
+            completed.c.status,
+        )
+        .subquery("classified_runs")
+    )
+    failed = per_run.c.status == "failure"
+    query = (
+        sa.select(
+            per_run.c.repo,
+            per_run.c.workflow,
+            sa.func.count().filter(per_run.c.status == "success").label("succeeded"),
+            sa.func.count().filter(failed, per_run.c.rank < _RANKS["infra"]).label("failed"),
+            sa.func.count().filter(failed, per_run.c.rank == _RANKS["infra"]).label("infra"),
+            *(
+                sa.func.count().filter(failed, per_run.c.rank == _RANKS[name]).label(f"class_{name}")
+                for name in FAILURE_CLASSES
+            ),
+        )
+        .group_by(per_run.c.repo, per_run.c.workflow)
+        .order_by(per_run.c.repo, per_run.c.workflow)
     )
     return tuple(
         FailureRate(
@@ -753,82 +723,48 @@ def cache_hit_rates(
 ) -> tuple[CacheHitRate, ...]:
     """Cache hit rate per repo on warm branches: hits ÷ (hits + misses).
 
-    A cache event belongs to the run of its job (``job_id`` → the job's run), else to its own ``run_id``; events
-    that reach no stored run are left out, as are runs created outside the window. The run's branch is warm when
+    A cache event belongs to its ``run_id`` (the attempt of its job when the run was re-run, else the latest
+    attempt), or, without one, to the run of its job (``job_id`` → the job's run); events that reach no stored run
+    are left out, as are runs created outside the window. The run's branch is warm when
     another run on the same repo and branch was created strictly earlier (at any time, also before ``since``);
     lookups of cold runs are counted apart (``cold``).
     """
-    caches, jobs, runs = _caches, _jobs, _runs
-    # Only runs created in the window can count: narrow everything to them before touching the big tables. These
-    # are subqueries, not CTEs: PostgreSQL plans a CTE read twice without statistics, and then picks nested loops.
-    window_runs = (
-        sa.select(runs.c.source, runs.c.id, runs.c.attempt, runs.c.repo, runs.c.branch, runs.c.created_at)
-        .where(in_window(runs.c.created_at, window), *_run_conditions(runs, filters, config))
-        .subquery("window_runs")
+    caches, jobs = _caches, _jobs
+    runs = _window_runs(window, filters, config, "repo", "branch")
+    columns = (caches.c.hit, runs.c.repo, runs.c.branch, runs.c.created_at)
+    # Three branches, each joined on plain columns, so that the common case never reads the jobs table:
+    # by run_id when the run has a single attempt; by run_id and the attempt of the event's job when it has more;
+    # by the job's run when the event names no run.
+    by_run = sa.and_(runs.c.source == caches.c.source, runs.c.id == caches.c.run_id)
+    single_attempt = (
+        sa.select(*columns).select_from(caches.join(runs, by_run)).where(runs.c.latest == 1, runs.c.attempt == 1)
     )
-    attempts = _runs.alias("attempts")
-    latest = (
-        sa.select(attempts.c.source, attempts.c.id, sa.func.max(attempts.c.attempt).label("latest"))
+    own_job = _jobs.alias("own_jobs")
+    job_attempt = (
+        sa.select(own_job.c.attempt)
         .where(
-            sa.exists(
-                sa.select(sa.literal(1)).where(
-                    window_runs.c.source == attempts.c.source, window_runs.c.id == attempts.c.id
-                )
-            )
+            own_job.c.source == caches.c.source, own_job.c.id == caches.c.job_id, own_job.c.run_id == caches.c.run_id
         )
-        .group_by(attempts.c.source, attempts.c.id)
-        .subquery("latest_attempts")
+        .scalar_subquery()
     )
-    # Jobs of the window's run ids, with the attempt each belongs to.
-    window_jobs = (
-        sa.select(
-            jobs.c.source,
-            jobs.c.id,
-            jobs.c.run_id,
-            sa.func.least(sa.func.coalesce(jobs.c.attempt, latest.c.latest), latest.c.latest).label("run_attempt"),
-        )
-        .select_from(jobs.join(latest, sa.and_(jobs.c.source == latest.c.source, jobs.c.run_id == latest.c.id)))
-        .subquery("window_jobs")
-    )
-    # Two branches, each joined on plain columns (a join on COALESCE(job's run, own run) misleads PostgreSQL's
-    # planner into a cross product): events whose job belongs to a run id of the window, and the others by their own
-    # run_id. A run_id contradicting the job's is the only case where that differs from "the job's run wins".
-    via_job = sa.select(caches.c.hit, window_runs.c.repo, window_runs.c.branch, window_runs.c.created_at).select_from(
-        caches.join(
-            window_jobs, sa.and_(window_jobs.c.source == caches.c.source, window_jobs.c.id == caches.c.job_id)
-        ).join(
-            window_runs,
-            sa.and_(
-                window_runs.c.source == window_jobs.c.source,
-                window_runs.c.id == window_jobs.c.run_id,
-                window_runs.c.attempt == window_jobs.c.run_attempt,
-            ),
+    several_attempts = (
+        sa.select(*columns)
+        .select_from(caches.join(runs, by_run))
+        .where(
+            runs.c.latest > 1,
+            runs.c.attempt == sa.func.least(sa.func.coalesce(job_attempt, runs.c.latest), runs.c.latest),
         )
     )
-    other_jobs = window_jobs.alias("other_jobs")
-    via_run = (
-        sa.select(caches.c.hit, window_runs.c.repo, window_runs.c.branch, window_runs.c.created_at)
+    by_job = (
+        sa.select(*columns)
         .select_from(
-            caches.join(latest, sa.and_(latest.c.source == caches.c.source, latest.c.id == caches.c.run_id)).join(
-                window_runs,
-                sa.and_(
-                    window_runs.c.source == latest.c.source,
-                    window_runs.c.id == latest.c.id,
-                    window_runs.c.attempt == latest.c.latest,
-                ),
+            caches.join(jobs, sa.and_(jobs.c.source == caches.c.source, jobs.c.id == caches.c.job_id)).join(
+                runs, _job_belongs_to(jobs, runs)
             )
         )
-        .where(
-            sa.not_(
-                sa.exists(
-                    sa.select(sa.literal(1)).where(
-                        other_jobs.c.source == caches.c.source, other_jobs.c.id == caches.c.job_id
-                    )
-                )
-            )
-        )
+        .where(caches.c.run_id.is_(None))
     )
-    lookups = sa.union_all(via_job, via_run).subquery("lookups")
+    lookups = sa.union_all(single_attempt, several_attempts, by_job).subquery("lookups")
     earlier = _runs.alias("branch_runs")
     first_runs = (
         sa.select(earlier.c.repo, earlier.c.branch, sa.func.min(earlier.c.created_at).label("first_created_at"))

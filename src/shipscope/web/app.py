@@ -6,6 +6,7 @@ Handlers parse, call the ingest and store layers, and render; they hold no SQL a
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,11 +24,13 @@ from shipscope.config import Settings
 from shipscope.errors import AuthError, InputError, ShipscopeError
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
+from shipscope.ingest.registry import decode
 from shipscope.ingest.reports import report_delivery
 from shipscope.ingest.webhooks import (
     WebhookDelivery,
     github_delivery,
     gitlab_delivery,
+    json_object,
     verify_github_signature,
     verify_gitlab_token,
 )
@@ -302,6 +305,31 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             raise InputError("a Pushgateway push goes to /metrics/job/<job>{/<label>/<value>}")
         return await _accept_report(request, "pushgateway", {"path": f"{job_label}/{grouping}"})
 
+    @app.post("/api/v1/journal", tags=["admin"], dependencies=[Depends(require("admin"))])
+    async def journal(request: Request) -> Response:
+        """Raw payloads for the journal, one JSON object a line: `{"source", "delivery_id", "kind", "headers",
+        "body"}` with the body in base64. Each is decoded by the parser its kind names, as reprocess would; the
+        answer says per line whether it was new. Used by `shipscope backfill` while this server owns the database."""
+        body = await read_body(request, settings.max_body_bytes)
+        deliveries = await run_in_threadpool(_journal_entries, body)
+        is_new = await asyncio.wrap_future(request.app.state.writer.submit(deliveries))
+        report = IngestReport()
+        report.count(deliveries, is_new)
+        return ORJSONResponse({"ok": True, "new": is_new, **report.to_json()})
+
+    @app.get("/api/v1/cursors/{key:path}", tags=["admin"], dependencies=[Depends(require("admin"))])
+    def get_cursor(key: str) -> dict[str, Any]:
+        """Where a backfill stopped (null when it never ran)."""
+        return {"key": key, "value": owned_store.cursor(key)}
+
+    @app.put("/api/v1/cursors/{key:path}", tags=["admin"], dependencies=[Depends(require("admin"))])
+    async def put_cursor(key: str, request: Request) -> dict[str, Any]:
+        value = json_object(await read_body(request, settings.max_body_bytes), "cursor").get("value")
+        if not isinstance(value, str):
+            raise InputError('cursor: expected {"value": "<text>"}')
+        await run_in_threadpool(owned_store.set_cursor, key, value)
+        return {"key": key, "value": value}
+
     @app.get("/api/v1/metrics/{kind}", tags=["metrics"], dependencies=[Depends(require("read"))])
     def metrics(
         kind: Literal["pipelines", "tests", "security", "dora", "devex"],
@@ -327,6 +355,28 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return _HOME
 
     return app
+
+
+def _journal_entries(body: bytes) -> list[Delivery]:
+    deliveries = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        entry = json_object(line, f"journal line {number}")
+        try:
+            payload = base64.b64decode(entry["body"], validate=True)
+            headers = {str(name): str(value) for name, value in (entry.get("headers") or {}).items()}
+            source, delivery_id, kind = str(entry["source"]), str(entry["delivery_id"]), str(entry["kind"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise InputError(
+                f"journal line {number}: expected source, delivery_id, kind, headers, body: {error}"
+            ) from None
+        try:
+            events = decode(kind, payload, headers)
+        except ValueError as error:
+            raise InputError(f"journal line {number}: {error}") from None
+        deliveries.append(Delivery(source, delivery_id, kind, payload, tuple(events), headers))
+    return deliveries
 
 
 def _listed(setting: str) -> list[str]:
