@@ -451,16 +451,29 @@ def test_cache_hit_rate_counts_warm_branches_only(store: Store) -> None:
 def test_cache_of_a_rerun_belongs_to_its_attempt(store: Store) -> None:
     load(
         store,
-        # A new branch's first run: attempt 1 is cold, its re-run (attempt 2, created later) is warm.
-        run("b", DAY2, branch="feature/z", attempt=1, status="failure"),
-        run("b", DAY2 + timedelta(hours=1), branch="feature/z", attempt=2),
+        # New branches' first runs: attempt 1 is cold, its re-run (attempt 2, created later) is warm.
+        run("b", DAY2, branch="feature/b", attempt=1, status="failure"),
+        run("b", DAY2 + timedelta(hours=1), branch="feature/b", attempt=2),
         job("b-1", "b", attempt=1),
         job("b-2", "b", attempt=2),
+        # Events naming only their job: the job's attempt.
         cache(False, job_id="b-1"),
         cache(True, job_id="b-2"),
+        run("c", DAY2, branch="feature/c", attempt=1, status="failure"),
+        run("c", DAY2 + timedelta(hours=1), branch="feature/c", attempt=2),
+        job("c-1", "c", attempt=1),
+        job("c-2", "c", attempt=2),
+        # Events naming their run and job: the job's attempt; naming only the run: the latest attempt.
+        cache(False, run_id="c", job_id="c-1"),
+        cache(True, run_id="c", job_id="c-2", key="deps-2"),
+        cache(False, run_id="c", key="docker"),
+        # A run never re-run, named by run_id with a job that was never received.
+        run("d", DAY2 + timedelta(hours=2), branch="feature/b"),
+        cache(True, run_id="d", job_id="d-unknown"),
     )
     (row,) = cache_hit_rates(store, WINDOW)
-    assert (row.hits, row.misses, row.cold) == (1, 0, 1)
+    # Cold: b#1 miss, c#1 miss. Warm: b#2 hit, c#2 hit, c#2 (run only) miss, d hit → 3 hits, 1 miss.
+    assert (row.hits, row.misses, row.cold) == (3, 1, 2)
 
 
 # ----- stages and regressions -----------------------------------------------------------------------------------------

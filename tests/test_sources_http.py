@@ -329,3 +329,20 @@ def test_reprocess_rebuilds_what_sources_stored(client: TestClient) -> None:
     report = store.reprocess(decode)
     assert report.failed == []
     assert {table.name: store.rows(table) for table in schema.NORMALIZED_TABLES} == before
+
+
+def test_uploaded_test_cases_join_their_run(client: TestClient) -> None:
+    from shipscope.metrics.common import Window
+    from shipscope.metrics.tests import tests_report
+    from tests.factories import ndjson, run
+
+    client.post("/api/v1/events", content=ndjson(run("r1", sha="feed1")))
+    client.post("/api/v1/reports/junit", params={"run_id": "r1"}, content=fixture("junit/surefire.flakyFailure.xml"))
+    client.post(
+        "/api/v1/reports/junit",
+        params={"run_id": "9", "source": "github"},
+        content=fixture("junit/pytest.report.xml"),
+    )
+    report = tests_report(store_of(client), Window.parse("2026-02-01", "2026-04-01")).to_json()
+    assert report["unattributed"] == 3  # run 9 of source github was never seen
+    assert [test["name"] for test in report["quarantine"]] == ["createWebhook"]

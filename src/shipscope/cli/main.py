@@ -158,6 +158,9 @@ def import_command(
     ] = ImportFormat.events,
     run_id: Annotated[str | None, typer.Option(help="Run the tests, findings or caches belong to.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Job the tests or caches belong to.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="The run's source (github, gitlab, …; default generic), to join the run.")
+    ] = None,
     repo: Annotated[str | None, typer.Option(help="OWNER/NAME a SARIF scan belongs to (required for sarif).")] = None,
     scanned_at: Annotated[str | None, typer.Option(help="When a SARIF scan ran (RFC 3339); default now.")] = None,
 ) -> None:
@@ -169,7 +172,13 @@ def import_command(
             reason = "no such file" if not os.path.exists(name) else "permission denied"
             raise InputError(f"cannot read {name}: {reason}")
     if format is not ImportFormat.events:
-        params = {"run_id": run_id or "", "job_id": job_id or "", "repo": repo or "", "scanned_at": scanned_at or ""}
+        params = {
+            "run_id": run_id or "",
+            "job_id": job_id or "",
+            "source": source or "",
+            "repo": repo or "",
+            "scanned_at": scanned_at or "",
+        }
         _import_reports(settings, files, format.value, params, as_json)
         return
     total = IngestReport()

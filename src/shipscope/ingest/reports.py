@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from shipscope.errors import InputError
-from shipscope.events import Event, PipelineRun, RunStatus
+from shipscope.events import DEFAULT_SOURCE, Event, PipelineRun, RunStatus
 from shipscope.ingest import Delivery
 from shipscope.ingest.cache_log import parse_cache_log
 from shipscope.ingest.junit import parse_junit
@@ -42,8 +42,9 @@ def _time_param(params: Mapping[str, str], name: str) -> datetime:
 
 
 def _junit(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
+    # Test cases join their run by (source, run_id): they take the run's source, "generic" unless told.
     return parse_junit(
-        body, run_id=params.get("run_id"), job_id=params.get("job_id"), source=params.get("source") or "junit"
+        body, run_id=params.get("run_id"), job_id=params.get("job_id"), source=params.get("source") or DEFAULT_SOURCE
     )
 
 
@@ -63,7 +64,9 @@ def _sarif(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
 
 def _cache_log(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
     lines = body.decode("utf-8", errors="replace").splitlines()
-    return parse_cache_log(lines, run_id=params.get("run_id"), job_id=params.get("job_id"))
+    return parse_cache_log(
+        lines, run_id=params.get("run_id"), job_id=params.get("job_id"), source=params.get("source") or DEFAULT_SOURCE
+    )
 
 
 def _grouping_labels(path: str) -> dict[str, str]:

@@ -18,11 +18,14 @@ Definitions shared by the parts:
 - A pull-request run has trigger ``pull_request`` or a ``pr_number``. A default-branch run is any other run on
   ``default_branch``, or on ``main``/``master`` when the default branch is unknown. Other runs (feature-branch
   pushes, tags, …) are in neither group, but do count in the whole-run p95 of the regression check.
-- Ids are scoped by ``source``: a job belongs to the run of its ``source`` and ``run_id``, a cache event to the run
-  of its job (else of its own ``run_id``), a step to the job of its ``source`` and ``job_id``. Runs are keyed by
-  attempt too: a job belongs to the attempt it names, clamped to the highest stored attempt (GitLab counts job
-  retries in ``attempt`` within one pipeline), or to the highest stored attempt when it names none; a cache event
-  without a job belongs to the highest stored attempt of its run.
+- Ids are scoped by ``source``: a job belongs to the run of its ``source`` and ``run_id``, a step to the job of its
+  ``source`` and ``job_id``, a cache event to the run of its ``run_id``, or, when it names none, to its job's run.
+  Runs are keyed by attempt too: a job belongs to the attempt it names, clamped to the highest stored attempt
+  (GitLab counts job retries in ``attempt`` within one pipeline), or to the highest stored attempt when it names
+  none; a cache event belongs to the attempt of its job, else to the highest stored attempt.
+- Queries are shaped for both engines: durations come from each timestamp's epoch (``_elapsed``), weeks from epoch
+  arithmetic (``_week_index``), and no join reads a grouped subquery except the last one of a query (PostgreSQL
+  has no statistics for one, and its estimate of a handful of rows would turn the joins above into nested loops).
 """
 
 from __future__ import annotations
@@ -538,7 +541,8 @@ failed job is infra."""
 
 
 def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[int]:
-    """SQL twin of ``classify_failure`` for a failed job row, as its rank in ``_RANKS`` (NULL job: unknown)."""
+    """SQL twin of ``classify_failure`` for a failed job row, as its rank in ``_RANKS``; NULL for no job (an
+    outer join's empty side), without looking at steps."""
     steps = _steps
     classes = _class_patterns(config)
 
@@ -555,6 +559,7 @@ def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[in
         )
 
     return sa.case(
+        (jobs.c.id.is_(None), sa.null()),
         (_sql_matches(jobs.c.failure_reason, config.infra_failure_patterns), _RANKS["infra"]),
         *((failed_step_matches(patterns), _RANKS[name]) for name, patterns in classes),
         *((_sql_matches(jobs.c.name, patterns), _RANKS[name]) for name, patterns in classes),
@@ -563,8 +568,8 @@ def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[in
     )
 
 
-def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
-    """Runs created in the window that pass the filters, with ``latest``: the highest attempt stored for their id.
+def _recent_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
+    """Runs created since ``since`` that pass the filters, with ``latest``: the highest attempt stored for their id.
 
     A re-run is created after the attempt it repeats, so every attempt above one created in the window is created
     at or after ``since``: ``latest`` is a window function over the runs created since then. Joins and
@@ -573,7 +578,7 @@ def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *colum
     """
     runs = _runs
     names = dict.fromkeys(("source", "id", "attempt", "created_at", *columns))
-    recent = (
+    return (
         sa.select(
             *(runs.c[name] for name in names),
             sa.func.max(runs.c.attempt).over(partition_by=(runs.c.source, runs.c.id)).label("latest"),
@@ -581,6 +586,11 @@ def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *colum
         .where(runs.c.created_at >= window.since, *_run_conditions(runs, filters, config))
         .subquery("recent_runs")
     )
+
+
+def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
+    """Runs created in the window that pass the filters, with ``latest`` (see ``_recent_runs``)."""
+    recent = _recent_runs(window, filters, config, *columns)
     return sa.select(recent).where(recent.c.created_at < window.until).subquery("window_runs")
 
 
@@ -620,7 +630,7 @@ def failure_rates(
             completed.c.repo,
             completed.c.workflow,
             completed.c.status,
-            sa.func.min(_job_rank(jobs, config)).label("rank"),
+            sa.func.coalesce(sa.func.min(_job_rank(jobs, config)), _RANKS["unknown"]).label("rank"),
         )
         .select_from(
             completed.outerjoin(
@@ -723,36 +733,66 @@ def cache_hit_rates(
 ) -> tuple[CacheHitRate, ...]:
     """Cache hit rate per repo on warm branches: hits ÷ (hits + misses).
 
-    A cache event belongs to its ``run_id`` (the attempt of its job when the run was re-run, else the latest
-    attempt), or, without one, to the run of its job (``job_id`` → the job's run); events that reach no stored run
-    are left out, as are runs created outside the window. The run's branch is warm when
-    another run on the same repo and branch was created strictly earlier (at any time, also before ``since``);
-    lookups of cold runs are counted apart (``cold``).
+    A cache event belongs to the run of its ``run_id`` (the attempt of its job when the run was re-run, else the
+    latest attempt), or, when it names no run, to the run of its job; events that reach no stored run are left
+    out, as are runs created outside the window. The run's branch is warm when another run on the same repo and
+    branch was created strictly earlier (at any time, also before ``since``; two runs created at the same instant
+    on a new branch are both cold). Lookups of cold runs are counted apart (``cold``).
     """
     caches, jobs = _caches, _jobs
     runs = _window_runs(window, filters, config, "repo", "branch")
     columns = (caches.c.hit, runs.c.repo, runs.c.branch, runs.c.created_at)
-    # Three branches, each joined on plain columns, so that the common case never reads the jobs table:
-    # by run_id when the run has a single attempt; by run_id and the attempt of the event's job when it has more;
-    # by the job's run when the event names no run.
-    by_run = sa.and_(runs.c.source == caches.c.source, runs.c.id == caches.c.run_id)
+    # Three branches joined on plain columns, so that the common case (a run never re-run) does not read the jobs
+    # table: by run_id when the run has one attempt; by run_id and the attempt of the event's job when it has
+    # several; by the job's run when the event names no run.
     single_attempt = (
-        sa.select(*columns).select_from(caches.join(runs, by_run)).where(runs.c.latest == 1, runs.c.attempt == 1)
-    )
-    own_job = _jobs.alias("own_jobs")
-    job_attempt = (
-        sa.select(own_job.c.attempt)
-        .where(
-            own_job.c.source == caches.c.source, own_job.c.id == caches.c.job_id, own_job.c.run_id == caches.c.run_id
-        )
-        .scalar_subquery()
-    )
-    several_attempts = (
         sa.select(*columns)
-        .select_from(caches.join(runs, by_run))
-        .where(
-            runs.c.latest > 1,
-            runs.c.attempt == sa.func.least(sa.func.coalesce(job_attempt, runs.c.latest), runs.c.latest),
+        .select_from(caches.join(runs, sa.and_(runs.c.source == caches.c.source, runs.c.id == caches.c.run_id)))
+        .where(runs.c.latest == 1)
+    )
+    recent = _recent_runs(window, filters, config)
+    rerun = (
+        sa.select(recent.c.source, recent.c.id, recent.c.latest)
+        .where(recent.c.latest > 1, recent.c.attempt == recent.c.latest)
+        .subquery("rerun_runs")
+    )
+    rerun_jobs = (
+        sa.select(
+            jobs.c.source,
+            jobs.c.id,
+            jobs.c.run_id,
+            sa.func.least(sa.func.coalesce(jobs.c.attempt, rerun.c.latest), rerun.c.latest).label("attempt"),
+        )
+        .select_from(jobs.join(rerun, sa.and_(jobs.c.source == rerun.c.source, jobs.c.run_id == rerun.c.id)))
+        .subquery("rerun_jobs")
+    )
+    rerun_caches = (
+        sa.select(
+            caches.c.hit,
+            caches.c.source,
+            caches.c.run_id,
+            sa.func.coalesce(rerun_jobs.c.attempt, rerun.c.latest).label("attempt"),
+        )
+        .select_from(
+            caches.join(rerun, sa.and_(rerun.c.source == caches.c.source, rerun.c.id == caches.c.run_id)).outerjoin(
+                rerun_jobs,
+                sa.and_(
+                    rerun_jobs.c.source == caches.c.source,
+                    rerun_jobs.c.id == caches.c.job_id,
+                    rerun_jobs.c.run_id == caches.c.run_id,
+                ),
+            )
+        )
+        .subquery("rerun_caches")
+    )
+    several_attempts = sa.select(rerun_caches.c.hit, runs.c.repo, runs.c.branch, runs.c.created_at).select_from(
+        rerun_caches.join(
+            runs,
+            sa.and_(
+                runs.c.source == rerun_caches.c.source,
+                runs.c.id == rerun_caches.c.run_id,
+                runs.c.attempt == rerun_caches.c.attempt,
+            ),
         )
     )
     by_job = (

@@ -265,6 +265,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         request: Request, run_id: str | None = None, job_id: str | None = None, source: str | None = None
     ) -> Response:
         """A JUnit XML report (pytest, Surefire, jest-junit, go-junit-report, Gradle, mocha, xunit, nested suites).
+        `source` is the run's source (github, gitlab, …; default generic), so the test cases join their run.
         Retries (`<flakyFailure>`, `<rerunFailure>`, repeated test cases) become attempts. DTDs and entities are
         refused."""
         return await _accept_report(
@@ -284,9 +285,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return await _accept_report(request, "sarif", params)
 
     @app.post("/api/v1/reports/cache-log", tags=["ingest"], dependencies=[Depends(require("ingest"))])
-    async def cache_log_report(request: Request, run_id: str | None = None, job_id: str | None = None) -> Response:
-        """A CI log holding actions/cache lines or BuildKit plain progress output."""
-        return await _accept_report(request, "cache-log", {"run_id": run_id or "", "job_id": job_id or ""})
+    async def cache_log_report(
+        request: Request, run_id: str | None = None, job_id: str | None = None, source: str | None = None
+    ) -> Response:
+        """A CI log holding actions/cache lines or BuildKit plain progress output. `source` is the run's source
+        (github, gitlab, …; default generic), so the caches join their run."""
+        params = {"run_id": run_id or "", "job_id": job_id or "", "source": source or ""}
+        return await _accept_report(request, "cache-log", params)
 
     @app.post("/api/v1/pipeline-export", tags=["ingest"], dependencies=[Depends(require("ingest"))])
     async def pipeline_export(request: Request) -> Response:
