@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from shipscope import __version__
-from shipscope.errors import ShipscopeError
+from shipscope.errors import InputError, ShipscopeError
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,30 @@ def stable_hash(value: object) -> str:
     ``updated_at``, so an unchanged object gets the same delivery id next time and a changed one a new id."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def object_id(obj: Mapping[str, Any], key: str, url: str, vendor: str) -> str:
+    """An API object's id (a number or a non-empty string), or ApiError naming the request that lacked it."""
+    value = obj.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    raise ApiError(f"{vendor} API answered GET {url} with an item without {key!r}", url=url)
+
+
+def journal_envelope(kind: str, body: bytes, source: str) -> tuple[str, dict[str, Any]]:
+    """(resource, object) of a journaled backfill delivery of ``source``; InputError when it cannot be read."""
+    prefix = f"{source}:"
+    if not kind.startswith(prefix):
+        raise InputError(f"not a {source} journal kind: {kind!r}")
+    try:
+        data = json.loads(body)
+    except ValueError as error:
+        raise InputError(f"{kind} body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{kind} body: expected a JSON object")
+    return kind.removeprefix(prefix), data
 
 
 class StagedStore:

@@ -39,7 +39,17 @@ from urllib.parse import quote
 from shipscope.errors import InputError
 from shipscope.events import Event
 from shipscope.ingest import Delivery
-from shipscope.ingest.api_client import ApiClient, ApiError, BudgetExhausted, CursorStore, Page, stable_hash, utc_iso
+from shipscope.ingest.api_client import (
+    ApiClient,
+    ApiError,
+    BudgetExhausted,
+    CursorStore,
+    Page,
+    journal_envelope,
+    object_id,
+    stable_hash,
+    utc_iso,
+)
 from shipscope.ingest.gitlab import (
     deployment_from_api,
     job_from_api_job,
@@ -113,28 +123,14 @@ def _events(resource: str, body: Mapping[str, Any]) -> list[Event]:
 
 def decode(kind: str, body: bytes) -> list[Event]:
     """The events of a journaled backfill delivery (for reprocess); InputError when the body no longer converts."""
-    prefix = f"{SOURCE}:"
-    if not kind.startswith(prefix):
-        raise InputError(f"not a {SOURCE} journal kind: {kind!r}")
-    try:
-        data = json.loads(body)
-    except ValueError as error:
-        raise InputError(f"{kind} body is not JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{kind} body: expected a JSON object")
-    return _events(kind.removeprefix(prefix), data)
+    return _events(*journal_envelope(kind, body, SOURCE))
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
 def _ident(obj: Mapping[str, Any], key: str, url: str) -> str:
-    value = obj.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    raise ApiError(f"GitLab API answered GET {url} with an item without {key!r}", url=url)
+    return object_id(obj, key, url, "GitLab")
 
 
 def _updated_at(obj: Mapping[str, Any], url: str) -> datetime:

@@ -135,6 +135,11 @@ class MetricsConfig:
         return cls(**values)
 
 
+NO_FILTERS = Filters()
+DEFAULT_CONFIG = MetricsConfig()
+"""Defaults for the metric functions' arguments (a call in a default argument would be evaluated once anyway)."""
+
+
 def teams_members(config: MetricsConfig, team: str | None) -> Sequence[str] | None:
     """The repositories and services of ``team``, or None for no team filter; an unknown team is an error."""
     if team is None:

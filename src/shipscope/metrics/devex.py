@@ -32,6 +32,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from shipscope.metrics.common import (
+    DEFAULT_CONFIG,
+    NO_FILTERS,
     Filters,
     MetricsConfig,
     Percentiles,
@@ -374,10 +376,6 @@ def _self_service(
         sa.func.count().filter(sa.not_(fixed.c.by_platform)).label("self_served"),
     ).group_by(sa.func.rollup(fixed.c.repo))
     return store.query(query)
-
-
-NO_FILTERS = Filters()
-DEFAULT_CONFIG = MetricsConfig()
 
 
 def devex_report(

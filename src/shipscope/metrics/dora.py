@@ -81,7 +81,15 @@ import orjson
 import sqlalchemy as sa
 
 from shipscope.errors import InputError
-from shipscope.metrics.common import Filters, MetricsConfig, Window, in_window, teams_members
+from shipscope.metrics.common import (
+    DEFAULT_CONFIG,
+    NO_FILTERS,
+    Filters,
+    MetricsConfig,
+    Window,
+    in_window,
+    teams_members,
+)
 from shipscope.store import Store, schema
 
 __all__ = [
@@ -137,8 +145,6 @@ _changes = schema.changes
 _pull_requests = schema.pull_requests
 _runs = schema.pipeline_runs
 _incidents = schema.incidents
-_NO_FILTERS = Filters()
-_DEFAULT_CONFIG = MetricsConfig()
 
 
 # ----- definitions -----------------------------------------------------------------------------------------------
@@ -1155,8 +1161,8 @@ def _metrics(outcomes: Sequence[_Outcome], window: Window, definitions: DoraDefi
 def dora_report(
     store: Store,
     window: Window,
-    filters: Filters = _NO_FILTERS,
-    config: MetricsConfig = _DEFAULT_CONFIG,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
     definitions: str = "shipscope",
 ) -> DoraReport:
     """The four keys over ``window``, overall and per service, by the named definitions (see the module doc)."""

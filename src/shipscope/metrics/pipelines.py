@@ -39,6 +39,8 @@ import orjson
 import sqlalchemy as sa
 
 from shipscope.metrics.common import (
+    DEFAULT_CONFIG,
+    NO_FILTERS,
     Filters,
     MetricsConfig,
     Percentiles,
@@ -69,8 +71,6 @@ _runs = schema.pipeline_runs
 _jobs = schema.jobs
 _steps = schema.steps
 _caches = schema.caches
-_NO_FILTERS = Filters()
-_DEFAULT_CONFIG = MetricsConfig()
 
 
 # ----- results ---------------------------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ class PipelineReport:
 
 
 def pipeline_report(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> PipelineReport:
     """Every pipeline SLI of DESIGN.md §3 for ``window`` and ``filters`` (see the module docstring)."""
     return PipelineReport(
@@ -434,7 +434,7 @@ def _percentiles(row: Mapping[str, Any], prefix: str = "") -> Percentiles:
 
 
 def workflow_durations(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> tuple[WorkflowDurations, ...]:
     """Build duration and time to result, p50/p95 per repo, workflow and branch kind (PR or default branch).
 
@@ -507,7 +507,7 @@ def classify_failure(
     job_name: str,
     failure_reason: str | None,
     step_names: Sequence[str],
-    config: MetricsConfig = _DEFAULT_CONFIG,
+    config: MetricsConfig = DEFAULT_CONFIG,
     stage: str | None = None,
 ) -> FailureClass:
     """The class of one failed job: ``infra``, ``test``, ``build``, ``security`` or ``unknown``.
@@ -605,7 +605,7 @@ def _job_belongs_to(jobs: sa.FromClause, runs: sa.FromClause) -> sa.ColumnElemen
 
 
 def failure_rates(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> tuple[FailureRate, ...]:
     """Failure rate of default-branch runs per repo and workflow: failed ÷ (succeeded + failed).
 
@@ -697,7 +697,7 @@ def runner_labels(runner: str | None) -> list[str]:
 
 
 def queue_times(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> tuple[QueueTime, ...]:
     """Queue time (``started_at − created_at``) median and p95 per runner label.
 
@@ -729,7 +729,7 @@ def queue_times(
 
 
 def cache_hit_rates(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> tuple[CacheHitRate, ...]:
     """Cache hit rate per repo on warm branches: hits ÷ (hits + misses).
 
@@ -861,7 +861,7 @@ def _step_conditions(
 
 
 def stage_weeks(
-    store: Store, window: Window, filters: Filters = _NO_FILTERS, config: MetricsConfig = _DEFAULT_CONFIG
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
 ) -> tuple[StageWeek, ...]:
     """Step duration p50/p95 per canonical stage and ISO week (from Monday 00:00 UTC, as ``date_trunc('week')``).
 
@@ -889,8 +889,8 @@ def stage_weeks(
 def regressions(
     store: Store,
     window: Window,
-    filters: Filters = _NO_FILTERS,
-    config: MetricsConfig = _DEFAULT_CONFIG,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
     *,
     threshold: float = REGRESSION_THRESHOLD,
 ) -> RegressionCheck:

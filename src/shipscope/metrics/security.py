@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shipscope.metrics.common import Filters, MetricsConfig, Window, teams_members
+from shipscope.metrics.common import DEFAULT_CONFIG, NO_FILTERS, Filters, MetricsConfig, Window, teams_members
 from shipscope.store import Store, schema
 
 __all__ = ["SEVERITIES", "RuleCount", "ScanRef", "SecurityReport", "SecurityWeek", "RepoSecurity", "security_report"]
@@ -40,9 +40,6 @@ SEVERITIES = ("critical", "high", "medium", "low", "info")
 """Most severe first."""
 _RANK = {severity: len(SEVERITIES) - index for index, severity in enumerate(SEVERITIES)}
 TOP_RULES = 10
-
-_NO_FILTERS = Filters()
-_DEFAULT_CONFIG = MetricsConfig()
 
 
 # ----- results ---------------------------------------------------------------------------------------------
@@ -155,8 +152,8 @@ class SecurityReport:
 def security_report(
     store: Store,
     window: Window,
-    filters: Filters = _NO_FILTERS,
-    config: MetricsConfig = _DEFAULT_CONFIG,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
 ) -> SecurityReport:
     """The weekly security trend per repository over ``window`` (see the module docstring)."""
     weeks = _weeks(window)

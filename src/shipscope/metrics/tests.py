@@ -38,6 +38,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from shipscope.metrics.common import (
+    DEFAULT_CONFIG,
+    NO_FILTERS,
     Filters,
     MetricsConfig,
     Percentiles,
@@ -64,9 +66,6 @@ CodeownersRules = list[tuple[str, list[str]]]
 """CODEOWNERS rules in file order: (pattern, owners)."""
 
 _FAILED = ("failed", "error")
-
-_NO_FILTERS = Filters()
-_DEFAULT_CONFIG = MetricsConfig()
 
 
 # ----- results ---------------------------------------------------------------------------------------------
@@ -186,8 +185,8 @@ class TestReport:
 def tests_report(
     store: Store,
     window: Window,
-    filters: Filters = _NO_FILTERS,
-    config: MetricsConfig = _DEFAULT_CONFIG,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
     *,
     codeowners: Mapping[str, str] | CodeownersRules | None = None,
 ) -> TestReport:

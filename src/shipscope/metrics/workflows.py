@@ -171,7 +171,8 @@ def _read(path: Path) -> _Loaded:
     loader = WorkflowLoader(text)
     documents: list[Any] = []
     try:
-        while loader.check_data():
+        # PyYAML's stubs leave check_data untyped.
+        while loader.check_data():  # type: ignore[no-untyped-call, unused-ignore]
             documents.append(loader.get_data())
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
