@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+git_app = typer.Typer(help="Read history from a local clone.", no_args_is_help=True)
+app.add_typer(git_app, name="git")
 lint_app = typer.Typer(help="Check CI configuration.", no_args_is_help=True)
 app.add_typer(lint_app, name="lint")
 backfill_app = typer.Typer(help="Fetch history from a CI/CD vendor's API (resumable).", no_args_is_help=True)
@@ -414,6 +416,30 @@ def backfill_gitlab(
     _backfill(
         _settings(db), f"gitlab {project}", lambda cursors: gitlab_api.backfill(client, project, start, cursors), client
     )
+
+
+@git_app.command("import")
+@_reports_errors
+def git_import(
+    path: Annotated[Path, typer.Argument(help="A local clone.")],
+    repo: Annotated[str, typer.Option(help="OWNER/NAME the commits belong to.")],
+    since: Annotated[str | None, typer.Option(help="Only commits since: 90d, a date or an RFC 3339 time.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Commits reachable from HEAD as `change` events (author, authored and committed times, PR number from merge
+    and squash messages), for lead time when no webhook or API sent them."""
+    from shipscope.ingest.git_history import change_events
+
+    start = _since_moment(since) if since else None
+    records = (
+        (position, orjson.dumps(event))
+        for position, event in enumerate(change_events(path, repo, since=start), start=1)
+    )
+    with _sink(_settings(db)) as sink:
+        report = import_records(records, sink)
+    _print_report(report, str(path), as_json=False)
+    if report.rejected_count:
+        raise typer.Exit(1)
 
 
 @lint_app.command("workflows")
