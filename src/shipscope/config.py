@@ -97,6 +97,24 @@ class Settings:
         {}, None, "Metric definitions: production environment patterns, teams, classifier patterns (toml [metrics])."
     )
 
+    thresholds: dict[str, Any] = _setting(
+        {}, None, "Alert thresholds: limits, per-repo overrides, enabled flags (toml [thresholds.<name>])."
+    )
+    alert_interval_seconds: int = _setting(
+        300, "SHIPSCOPE_ALERT_INTERVAL_SECONDS", "How often the server evaluates thresholds; 0 turns it off."
+    )
+    alert_window: str = _setting("7d", "SHIPSCOPE_ALERT_WINDOW", "The window thresholds are evaluated over.")
+    slack_webhook_urls: str = _setting(
+        "",
+        "SHIPSCOPE_SLACK_WEBHOOK_URLS",
+        "Slack incoming webhooks for threshold notices, comma-separated.",
+        secret=True,
+    )
+    alert_webhook_urls: str = _setting(
+        "", "SHIPSCOPE_ALERT_WEBHOOK_URLS", "Generic JSON webhooks for threshold notices, comma-separated.", secret=True
+    )
+    dashboard_url: str = _setting("", "SHIPSCOPE_DASHBOARD_URL", "Linked from notices.")
+
     def with_overrides(self, **values: Any) -> Settings:
         return replace(self, **{key: value for key, value in values.items() if value is not None})
 

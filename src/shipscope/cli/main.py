@@ -473,6 +473,37 @@ def lint_workflows(
         _print_report(report, "workflows", as_json=False)
 
 
+@app.command("check")
+@_reports_errors
+def check_command(
+    since: Annotated[str, typer.Option(help="30d, 7d, a date or an RFC 3339 time.")] = "7d",
+    until: Annotated[str | None, typer.Option(help="A date or an RFC 3339 time (exclusive); default now.")] = None,
+    repo: Annotated[str | None, typer.Option(help="Only this repository.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's repositories.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The violations as JSON on stdout.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Checks the alert thresholds (shipscope.toml [thresholds]); exits 1 when any is violated, so it can gate CI."""
+    from shipscope.alerts import violations
+    from shipscope.metrics.common import Filters, Window
+
+    settings = _settings(db)
+    _refuse_if_served(settings, "check (or point --db at PostgreSQL)")
+    store = _open_store(settings)
+    try:
+        found = violations(store, settings, Window.parse(since, until), Filters(repo=repo, team=team))
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps([violation.to_json() for violation in found]).decode() + "\n")
+    else:
+        for violation in found:
+            stderr.print(f"[red]✗[/red] {violation.threshold}: {violation.message}", highlight=False)
+        stderr.print(f"{len(found)} threshold(s) violated" if found else "all thresholds hold", highlight=False)
+    if found:
+        raise typer.Exit(1)
+
+
 class ReportKind(StrEnum):
     pipelines = "pipelines"
     tests = "tests"

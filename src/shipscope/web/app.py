@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from shipscope import __version__
+from shipscope.alerts import alert_round, notifier_for
 from shipscope.config import Settings
 from shipscope.errors import AuthError, InputError, ShipscopeError
 from shipscope.ingest import Delivery, IngestReport, Rejection
@@ -73,9 +74,14 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         app.state.writer = GroupCommitWriter(
             owned_store, max_requests=settings.commit_batch_max, gather_seconds=settings.commit_gather_ms / 1000
         )
+        alerting = (
+            asyncio.create_task(_alert_loop(owned_store, settings)) if settings.alert_interval_seconds > 0 else None
+        )
         try:
             yield
         finally:
+            if alerting is not None:
+                alerting.cancel()
             app.state.writer.close()
             if store is None:
                 owned_store.close()
@@ -360,6 +366,17 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return _HOME
 
     return app
+
+
+async def _alert_loop(store: Store, settings: Settings) -> None:
+    """Evaluates the thresholds every ``alert_interval_seconds`` and sends what started or cleared."""
+    notifier = notifier_for(settings)
+    while True:
+        await asyncio.sleep(settings.alert_interval_seconds)
+        try:
+            await run_in_threadpool(alert_round, store, settings, notifier)
+        except Exception:  # an alert round must never take the server down; the next round tries again
+            log.exception("threshold evaluation failed")
 
 
 def _journal_entries(body: bytes) -> list[Delivery]:

@@ -1,0 +1,1 @@
+"""Integrations with outside systems, one module each (Slack and generic webhooks: ``notify``)."""
