@@ -638,10 +638,10 @@ def test_monthly_trend(store: Store) -> None:
 
 
 def test_definitions_presets(store: Store) -> None:
-    assert PRESETS == ("shipscope",)
+    assert PRESETS == ("shipscope", "devlake", "fourkeys", "middleware")
     assert SHIPSCOPE.name == "shipscope" and SHIPSCOPE.center == "median"
-    with pytest.raises(InputError, match="shipscope"):
-        dora_report(store, WINDOW, definitions="fourkeys")
+    with pytest.raises(InputError, match="shipscope, devlake, fourkeys, middleware"):
+        dora_report(store, WINDOW, definitions="four-keys")
 
 
 # ----- demo data -------------------------------------------------------------------------------------------------

@@ -62,6 +62,66 @@ Definitions of the ``shipscope`` preset (``SHIPSCOPE``), where DESIGN.md left a 
 - Explain: ``deployments`` are the counted deployments, ``changes`` the measured changes, ``incidents`` the recovery
   samples: one per counted incident of a failed deployment, and one with a null ``id`` per failed deployment
   without an incident; ``recovery_seconds`` is null when unresolved.
+
+Other presets (``definitions=NAME``; ``DoraDefinitions`` holds every choice as data) reproduce the peers' rules on
+shipscope's events, written here from their documentation and code. What they leave out is shipscope's: production
+environments, the window, ``(finished_at, id)`` order, which changes a deployment ships, per-service scopes, the
+DORA 2023 tiers of lead time, failure rate and recovery (``TIER_CUTOFFS``).
+
+- ``devlake``, Apache DevLake's DORA dashboard. Sources: devlake.apache.org/docs/Metrics/DeploymentFrequency,
+  LeadTimeForChanges, CFR and MTTR; the dashboard SQL of apache/incubator-devlake (grafana/dashboards/DORA.json).
+  Deployment frequency counts deployment days: per calendar week (starting Monday: ``WEEKDAY``) and per calendar
+  month of the window, the UTC dates with a deployment; ``per_week`` / ``per_month`` are their "lower" medians
+  (the greatest value whose ``percent_rank`` is ≤ 0.5: element ``floor((n - 1) / 2)`` of the sorted values).
+  Elite when ``per_week`` ≥ 7, high when ≥ 1, medium when ``per_month`` ≥ 1, low otherwise; ``per_day`` is
+  deployment days ÷ window dates. Lead time is PR cycle time: the first deployment shipping a pull request's
+  change (with an earlier production deploy: commits are diffed between consecutive deploys), less the PR's first
+  commit, in whole minutes; commits without a PR are not measured; lower median. An incident (any, whatever it
+  names; no label is excluded) opened in the window fails the service's latest production deploy finished strictly
+  before it opened; recovery runs from that deploy's finish to the incident's resolution (unresolved: no
+  fallback); lower median. Only incidents are failure signals.
+- ``fourkeys``, Google's Four Keys. Sources: GoogleCloudPlatform/fourkeys (dora-team/fourkeys) METRICS.md and the
+  dashboard queries. Frequency over calendar weeks starting Sunday (BigQuery ``WEEK``): elite ("Daily") when the
+  median of days with a deployment per week is ≥ 3, high ("Weekly") when the median of "the week had a
+  deployment" (0 or 1) is ≥ 1, medium ("Monthly") when the median over weeks of their month's weeks with a
+  deployment (``per_month``) is ≥ 1, low ("Yearly") otherwise; ``percentile_cont`` medians. Lead time per change,
+  from the change's own commit (not its PR's first), in whole minutes, only > 0 ("automated pushes" dropped), and
+  the first deployment's changes count. A deployment fails only by an incident naming it (the root cause link).
+  Time to restore: every incident of the services in scope opened in the window, linked or not, opened to
+  resolved in whole hours, median (unresolved ones are counted apart).
+- ``middleware``, Middleware (middlewarehq/middleware, backend/analytics_server/mhq/service/deployments/analytics.py,
+  mhq/utils/dict.py, mhq/service/incidents/incidents.py). Frequency: deployments ``//`` the calendar days, weeks
+  (Monday) and months touching the window (empty buckets included, as ``get_average_of_dict_values``); elite
+  when ``per_day`` ≥ 1, high when ``per_week`` ≥ 1, medium when ``per_month`` ≥ 1 (shipscope's mapping of those
+  floors). Lead time: one per pull request (deploy − its first commit; no earlier deploy needed), tiered on the
+  mean (``mean_seconds``). An incident opened in the window fails the service's latest deploy finished at or
+  before it opened (``conducted_at <= creation_date <`` next), whatever it names. Recovery: the mean over the
+  incidents resolved in the window of resolved − opened.
+
+With incident samples (fourkeys, middleware), ``explain.incidents`` rows name the deployment the incident failed,
+or null, and a service's recovery counts the incidents of that service.
+
+Differences (the docs table; "weeks ½": most weeks have a deploy; "last": the service's latest production deploy
+finished before the incident opened; incidents opened / resolved in the window):
+
+| choice | shipscope | devlake | fourkeys | middleware |
+|---|---|---|---|---|
+| frequency | deploys ÷ days | deploy days a week, a month | deploy days a week | deploys `//` days, weeks, months |
+| its tiers | 1/day, 1/week, 1/month | days/week 7, 1; days/month 1 | days/week 3; weeks ½; weeks/month 1 | floors ≥ 1 |
+| week starts | — | Monday | Sunday | Monday |
+| median | interpolated | lower (`floor((n-1)/2)`) | interpolated | interpolated |
+| tiered statistic | median | median | median | mean |
+| lead time sample | each change | each PR | each change | each PR |
+| lead time start | PR's first commit | PR's first commit | the commit | PR's first commit |
+| needs an earlier deploy | yes | yes | no | no |
+| lead time unit | exact | whole minutes | whole minutes, > 0 only | exact |
+| failure signals | rollback, hotfix, older sha, revert, incident | incident | incident | incident |
+| incident → deployment | named, else last at or before | last strictly before | named only | last at or before |
+| infra-only incidents | excluded | counted | counted | counted |
+| recovery samples | failed deploys' incidents (or deploy) | failed deploys' incidents | incidents opened | resolved |
+| recovery start | incident opened | deploy finished | incident opened | incident opened |
+| unresolved | ends at next deploy | no sample | no sample | not counted |
+| recovery unit | exact | exact | whole hours | exact |
 """
 
 from __future__ import annotations
@@ -72,7 +132,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from fnmatch import fnmatchcase
 from statistics import fmean
 from typing import Any, Literal, NamedTuple
@@ -94,8 +154,11 @@ from shipscope.store import Store, schema
 
 __all__ = [
     "DEFINITIONS",
+    "DEVLAKE",
     "FAILURE_SIGNALS",
+    "FOURKEYS",
     "METRICS",
+    "MIDDLEWARE",
     "PRESETS",
     "SHIPSCOPE",
     "TIER_CUTOFFS",
@@ -156,30 +219,117 @@ class DoraDefinitions:
 
     name: str
     center: Literal["median", "mean"] = "median"
-    """The statistic lead time and recovery time are tiered on."""
-    frequency_unit: Literal["day"] = "day"
-    """The calendar unit deployment frequency is tiered in. ``day``: the rate (deployments ÷ window days) against
-    DORA's on-demand / daily–weekly / weekly–monthly cut-offs. Presets counting active weeks or months (Four Keys,
-    DevLake) will add ``week`` and ``month``."""
+    """The statistic lead time and recovery time are tiered on (``mean`` also reports the lead time's mean)."""
+    median: Literal["interpolated", "lower"] = "interpolated"
+    """``interpolated``: ``percentile_cont``; ``lower``: the element at ``floor((n - 1) / 2)`` of the sorted values."""
+    frequency: Literal["rate", "deployment_days", "floor_mean"] = "rate"
+    """How deployment frequency is measured and tiered. ``rate``: deployments ÷ window days against DORA's
+    cut-offs (``TIER_CUTOFFS``). ``deployment_days``: per calendar week (and month) of the window, the days with a
+    deployment; ``per_week`` and ``per_month`` are medians over those buckets, tiered by ``frequency_cutoffs``.
+    ``floor_mean``: deployments ``//`` calendar days, weeks and months touching the window; elite when
+    ``per_day`` ≥ 1, high when ``per_week`` ≥ 1, medium when ``per_month`` ≥ 1."""
+    frequency_cutoffs: tuple[float, float, float] = (7.0, 1.0, 1.0)
+    """``deployment_days``: elite when ``per_week`` ≥ the first, high when ``per_week`` (or, with
+    ``high_on_deployed_weeks``, the median of "the week had a deployment" as 0 or 1) ≥ the second, medium when
+    ``per_month`` ≥ the third."""
+    high_on_deployed_weeks: bool = False
+    month_measure: Literal["deployment_days", "deployed_weeks"] = "deployment_days"
+    """``deployment_days``: ``per_month`` is the median over calendar months of their deployment days.
+    ``deployed_weeks``: every calendar week carries the number of weeks with a deployment that start in its month,
+    and ``per_month`` is the median over weeks."""
     week_start: int = 0
-    """First day of a calendar week (0 = Monday) for presets that bucket by week; rates need no weeks."""
+    """First day of a calendar week (0 = Monday, 6 = Sunday) for the frequencies that bucket by week."""
     month_days: float = 30.44
-    """Days in the month of ``per_month`` (DORA's tiers, ``TIER_CUTOFFS``, use 30.44 too)."""
+    """Days in the month of ``per_month`` of the ``rate`` frequency (DORA's tiers, ``TIER_CUTOFFS``, use 30.44 too)."""
     failure_horizon: timedelta = timedelta(hours=24)
     """How soon after a deploy a rollback or hotfix deploy marks it failed."""
-    incident_linking: Literal["explicit", "explicit_or_last_deploy"] = "explicit_or_last_deploy"
+    incident_linking: Literal["explicit", "explicit_or_last_deploy", "last_deploy", "last_earlier_deploy"] = (
+        "explicit_or_last_deploy"
+    )
     """``explicit``: only ``caused_by_deployment_id``; ``explicit_or_last_deploy``: unlinked incidents go to the
-    service's last production deploy before they opened, within the window."""
+    service's last production deploy at or before they opened, within the window. ``last_deploy`` and
+    ``last_earlier_deploy`` ignore ``caused_by_deployment_id``: every incident opened in the window goes to its
+    service's last production deploy finished at or before (strictly before) it opened."""
     recovery_start: Literal["incident_opened", "deploy_finished"] = "incident_opened"
-    """Where recovery from an incident starts; a failure without an incident always starts at its deploy."""
+    """Where recovery from an incident of a failed deployment starts; a failure without an incident always starts at
+    its deploy."""
+    recovery_samples: Literal["failures", "incidents_opened", "incidents_resolved"] = "failures"
+    """``failures``: one sample per incident of a failed deployment (or per failure without one).
+    ``incidents_opened`` / ``incidents_resolved``: one sample (``opened_at`` to ``resolved_at``) per incident of the
+    services in scope opened / resolved in the window, linked to a deployment or not."""
+    recovery_fallback: bool = True
+    """Whether a failure without a resolution time recovers at its stream's next successful deploy."""
+    recovery_unit: float = 0.0
+    """Recovery samples are truncated to whole multiples of this many seconds (0: exact)."""
     excluded_incident_labels: tuple[str, ...] = ("infra-only",)
     """Incidents with one of these labels (case-insensitive) are never failures."""
     failure_signals: tuple[Signal, ...] = FAILURE_SIGNALS
     """The signals that mark a deployment failed."""
+    lead_time_start: Literal["first_commit", "commit"] = "first_commit"
+    """``first_commit``: the change's pull request's first commit (or the change); ``commit``: the change itself."""
+    lead_time_per: Literal["change", "pull_request"] = "change"
+    """``change``: one sample per change; ``pull_request``: one per pull request (changes without one are not
+    measured), at the first deployment shipping one of its changes."""
+    lead_time_needs_previous: bool = True
+    """Whether only deployments with an earlier successful production deploy of the service have measured changes."""
+    lead_time_positive_only: bool = False
+    """Whether lead times ≤ 0 (after truncation) are dropped."""
+    lead_time_unit: float = 0.0
+    """Lead times are truncated to whole multiples of this many seconds (0: exact)."""
 
 
 SHIPSCOPE = DoraDefinitions(name="shipscope")
-DEFINITIONS: Mapping[str, DoraDefinitions] = {SHIPSCOPE.name: SHIPSCOPE}
+DEVLAKE = DoraDefinitions(
+    name="devlake",
+    median="lower",
+    frequency="deployment_days",
+    frequency_cutoffs=(7.0, 1.0, 1.0),
+    week_start=0,
+    incident_linking="last_earlier_deploy",
+    recovery_start="deploy_finished",
+    recovery_fallback=False,
+    excluded_incident_labels=(),
+    failure_signals=("incident",),
+    lead_time_per="pull_request",
+    lead_time_unit=60.0,
+)
+"""Apache DevLake's DORA dashboard (see the module doc)."""
+FOURKEYS = DoraDefinitions(
+    name="fourkeys",
+    frequency="deployment_days",
+    frequency_cutoffs=(3.0, 1.0, 1.0),
+    high_on_deployed_weeks=True,
+    month_measure="deployed_weeks",
+    week_start=6,
+    incident_linking="explicit",
+    recovery_samples="incidents_opened",
+    recovery_fallback=False,
+    recovery_unit=HOUR_SECONDS,
+    excluded_incident_labels=(),
+    failure_signals=("incident",),
+    lead_time_start="commit",
+    lead_time_needs_previous=False,
+    lead_time_positive_only=True,
+    lead_time_unit=60.0,
+)
+"""Google's Four Keys dashboard queries (see the module doc)."""
+MIDDLEWARE = DoraDefinitions(
+    name="middleware",
+    center="mean",
+    frequency="floor_mean",
+    week_start=0,
+    incident_linking="last_deploy",
+    recovery_samples="incidents_resolved",
+    recovery_fallback=False,
+    excluded_incident_labels=(),
+    failure_signals=("incident",),
+    lead_time_per="pull_request",
+    lead_time_needs_previous=False,
+)
+"""Middleware's analytics service (see the module doc)."""
+DEFINITIONS: Mapping[str, DoraDefinitions] = {
+    preset.name: preset for preset in (SHIPSCOPE, DEVLAKE, FOURKEYS, MIDDLEWARE)
+}
 PRESETS: tuple[str, ...] = tuple(DEFINITIONS)
 
 
@@ -259,17 +409,19 @@ class LeadTime:
     p95_seconds: float | None
     tier: Tier | None
     no_data: str | None = None
+    mean_seconds: float | None = None
+    """Only for definitions centered on the mean (and then in the JSON)."""
 
     def to_json(self) -> dict[str, Any]:
-        return _no_data(
-            {
-                "changes": self.changes,
-                "median_seconds": self.median_seconds,
-                "p95_seconds": self.p95_seconds,
-                "tier": self.tier,
-            },
-            self.no_data,
-        )
+        shape: dict[str, Any] = {
+            "changes": self.changes,
+            "median_seconds": self.median_seconds,
+            "p95_seconds": self.p95_seconds,
+            "tier": self.tier,
+        }
+        if self.mean_seconds is not None:
+            shape["mean_seconds"] = self.mean_seconds
+        return _no_data(shape, self.no_data)
 
 
 @dataclass(frozen=True)
@@ -356,7 +508,8 @@ class RecoveryRecord:
     """A recovery sample (explain): an incident of a failed deployment, or (id None) a failure without one."""
 
     id: str | None
-    deployment_id: str
+    deployment_id: str | None
+    """The failed deployment; with incident samples (``recovery_samples``), None for an incident linked to none."""
     recovery_seconds: float | None
     """None when unresolved."""
 
@@ -468,6 +621,7 @@ class _Change(NamedTuple):
     deployment_id: str | None
     started_at: datetime
     """The pull request's first commit's authored_at, or the change's own."""
+    authored_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +640,9 @@ class _Data:
     changes: list[_Change]
     hotfix_prs: set[tuple[str, int]]
     incidents: list[_Incident]
+    """The incidents that may mark a deployment failed."""
+    recovery_incidents: list[_Incident] = field(default_factory=list)
+    """With incident samples (``recovery_samples``): the incidents in scope opened or resolved in the window."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -573,18 +730,24 @@ def _load(
     if patterns and "hotfix" in definitions.failure_signals and any(c.pr_number is not None for c in changes):
         hotfix_prs = _load_hotfix_prs(store, pr_keys, patterns)
     linked = _incidents.c.caused_by_deployment_id.in_(recent)
+    incident_scope = _service_conditions(_incidents.c.service, filters, members)
+    opened = sa.and_(in_window(_incidents.c.opened_at, window), *incident_scope)
+    which: sa.ColumnElement[bool]
     if definitions.incident_linking == "explicit_or_last_deploy":
-        unlinked = sa.and_(
-            _incidents.c.caused_by_deployment_id.is_(None),
-            in_window(_incidents.c.opened_at, window),
-            *_service_conditions(_incidents.c.service, filters, members),
-        )
-        which: sa.ColumnElement[bool] = sa.or_(linked, unlinked)
-    else:
+        which = sa.or_(linked, sa.and_(_incidents.c.caused_by_deployment_id.is_(None), opened))
+    elif definitions.incident_linking == "explicit":
         which = linked
+    else:
+        which = opened
     incidents = _load_incidents(store, which, definitions)
+    recovery_incidents: list[_Incident] = []
+    if definitions.recovery_samples == "incidents_opened":
+        recovery_incidents = _load_incidents(store, opened, definitions)
+    elif definitions.recovery_samples == "incidents_resolved":
+        resolved = sa.and_(in_window(_incidents.c.resolved_at, window), *incident_scope)
+        recovery_incidents = _load_incidents(store, resolved, definitions)
     deploys = _load_deploys(store, scope, window.since - definitions.failure_horizon)
-    return _Data(deploys, changes, hotfix_prs, incidents)
+    return _Data(deploys, changes, hotfix_prs, incidents, recovery_incidents)
 
 
 def _load_deploys(store: Store, scope: Sequence[sa.ColumnElement[bool]], cutoff: datetime) -> list[_Deploy]:
@@ -670,6 +833,7 @@ def _load_changes(store: Store, shipped: sa.CTE, pr_keys: sa.Subquery) -> list[_
             revert_message.label("message"),
             shipped.c.deployment_id,
             sa.func.coalesce(first_commit.c.first_authored_at, shipped.c.authored_at).label("started_at"),
+            shipped.c.authored_at,
         ).select_from(
             shipped.outerjoin(
                 first_commit,
@@ -679,7 +843,13 @@ def _load_changes(store: Store, shipped: sa.CTE, pr_keys: sa.Subquery) -> list[_
     )
     return [
         _Change(
-            row["repo"], row["sha"], row["pr_number"], row["message"], row["deployment_id"], _aware(row["started_at"])
+            row["repo"],
+            row["sha"],
+            row["pr_number"],
+            row["message"],
+            row["deployment_id"],
+            _aware(row["started_at"]),
+            _aware(row["authored_at"]),
         )
         for row in rows
     ]
@@ -770,6 +940,10 @@ class _Sequence:
     def before(self, deploy: _Deploy) -> _Deploy | None:
         """The deployment just before ``deploy`` (which need not be in the sequence)."""
         index = bisect.bisect_left(self.keys, deploy.key)
+        return self.deploys[index - 1] if index > 0 else None
+
+    def last_before(self, moment: datetime) -> _Deploy | None:
+        index = bisect.bisect_left(self.times, moment)
         return self.deploys[index - 1] if index > 0 else None
 
     def last_at_or_before(self, moment: datetime) -> _Deploy | None:
@@ -919,8 +1093,20 @@ def _incidents_of(
 ) -> None:
     """Links each incident to the deploy it names, or (when it names none) to its service's last deploy before it
     opened, if it opened in the window."""
+    linking = definitions.incident_linking
     for incident in sorted(incidents, key=lambda i: (i.opened_at, i.id)):
-        if incident.caused_by is not None:
+        if linking in ("last_deploy", "last_earlier_deploy"):
+            sequence = timeline.services.get(incident.service)
+            if sequence is None or not window.since <= incident.opened_at < window.until:
+                targets = []
+            else:
+                last = (
+                    sequence.last_at_or_before(incident.opened_at)
+                    if linking == "last_deploy"
+                    else sequence.last_before(incident.opened_at)
+                )
+                targets = [last] if last is not None else []
+        elif incident.caused_by is not None:
             targets = timeline.by_id.get(incident.caused_by, [])
         elif (
             definitions.incident_linking == "explicit_or_last_deploy"
@@ -975,12 +1161,40 @@ def _recoveries(outcome: _Outcome, stream: _Sequence, definitions: DoraDefinitio
         samples.append((None, deploy.finished_at, None))
     records = []
     for incident_id, start, end in samples:
-        if end is None:
+        if end is None and definitions.recovery_fallback:
             following = stream.first_after(deploy, start)
             end = following.finished_at if following is not None else None
-        seconds = None if end is None else max(0.0, (end - start).total_seconds())
+        seconds = None if end is None else _truncate(max(0.0, (end - start).total_seconds()), definitions.recovery_unit)
         records.append(RecoveryRecord(incident_id, deploy.id, seconds))
     return records
+
+
+class _Sample(NamedTuple):
+    """A recovery sample, with the service and the moment (UTC) whose month it belongs to in the trend."""
+
+    service: str
+    moment: datetime
+    record: RecoveryRecord
+
+
+def _incident_samples(
+    incidents: Sequence[_Incident], outcomes: Sequence[_Outcome], definitions: DoraDefinitions
+) -> list[_Sample]:
+    """One sample per incident (``recovery_samples`` other than ``failures``): opened to resolved, by the month it
+    opened or resolved in."""
+    caused = {incident.id: outcome.deploy.id for outcome in outcomes for incident in outcome.incidents}
+    samples = []
+    for incident in sorted(incidents, key=lambda i: (i.opened_at, i.id)):
+        seconds = None
+        if incident.resolved_at is not None:
+            elapsed = max(0.0, (incident.resolved_at - incident.opened_at).total_seconds())
+            seconds = _truncate(elapsed, definitions.recovery_unit)
+        moment = incident.opened_at
+        if definitions.recovery_samples == "incidents_resolved" and incident.resolved_at is not None:
+            moment = incident.resolved_at
+        record = RecoveryRecord(incident.id, caused.get(incident.id), seconds)
+        samples.append(_Sample(incident.service, moment.astimezone(UTC), record))
+    return samples
 
 
 # ----- aggregation -----------------------------------------------------------------------------------------------
@@ -993,42 +1207,52 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _median(values: Iterable[float]) -> float | None:
+def _median(values: Iterable[float], kind: Literal["interpolated", "lower"] = "interpolated") -> float | None:
+    """The median: interpolated as ``percentile_cont``, or the lower one (element ``floor((n - 1) / 2)``)."""
     ordered = sorted(values)
-    return _percentile(ordered, 0.5) if ordered else None
+    if not ordered:
+        return None
+    return _percentile(ordered, 0.5) if kind == "interpolated" else ordered[(len(ordered) - 1) // 2]
 
 
 def _center(values: Sequence[float], definitions: DoraDefinitions) -> float | None:
     if not values:
         return None
-    return _median(values) if definitions.center == "median" else fmean(values)
+    return _median(values, definitions.median) if definitions.center == "median" else fmean(values)
 
 
-def _measure(outcome: _Outcome, repo: str | None) -> list[LeadTimeRecord]:
-    if not outcome.measured:
+def _truncate(seconds: float, unit: float) -> float:
+    """``seconds`` truncated (toward zero) to whole ``unit`` s, as SQL's ``TIMESTAMPDIFF``; a unit of 0 keeps it."""
+    return float(math.trunc(seconds / unit) * unit) if unit else seconds
+
+
+def _measure(outcome: _Outcome, repo: str | None, definitions: DoraDefinitions) -> list[LeadTimeRecord]:
+    if not outcome.measured and definitions.lead_time_needs_previous:
         return []
     deploy = outcome.deploy
-    return [
-        LeadTimeRecord(
-            change.repo,
-            change.sha,
-            change.pr_number,
-            deploy.id,
-            (deploy.finished_at - change.started_at).total_seconds(),
-            deploy.finished_at,
+    records = []
+    for change in sorted(outcome.shipped, key=lambda c: (c.started_at, c.repo, c.sha)):
+        if repo is not None and change.repo != repo:
+            continue
+        if definitions.lead_time_per == "pull_request" and change.pr_number is None:
+            continue
+        start = change.started_at if definitions.lead_time_start == "first_commit" else change.authored_at
+        seconds = _truncate((deploy.finished_at - start).total_seconds(), definitions.lead_time_unit)
+        if definitions.lead_time_positive_only and seconds <= 0:
+            continue
+        records.append(
+            LeadTimeRecord(change.repo, change.sha, change.pr_number, deploy.id, seconds, deploy.finished_at)
         )
-        for change in sorted(outcome.shipped, key=lambda c: (c.started_at, c.repo, c.sha))
-        if repo is None or change.repo == repo
-    ]
+    return records
 
 
-def _lead_times(outcomes: Sequence[_Outcome]) -> list[LeadTimeRecord]:
-    """One record per change, at the earliest counted deploy that shipped it."""
-    seen: set[tuple[str, str]] = set()
+def _lead_times(outcomes: Sequence[_Outcome], definitions: DoraDefinitions) -> list[LeadTimeRecord]:
+    """One record per change (or pull request), at the earliest counted deploy that shipped it."""
+    seen: set[tuple[str, str | int | None]] = set()
     records: list[LeadTimeRecord] = []
     for outcome in outcomes:
         for record in outcome.leads:
-            key = (record.repo, record.sha)
+            key = (record.repo, record.pr_number if definitions.lead_time_per == "pull_request" else record.sha)
             if key not in seen:
                 seen.add(key)
                 records.append(record)
@@ -1050,20 +1274,70 @@ def _months(window: Window) -> list[tuple[int, int]]:
     return months
 
 
+def _window_dates(window: Window) -> list[date]:
+    """The UTC calendar dates the window touches."""
+    first = window.since.astimezone(UTC).date()
+    last = (window.until - timedelta(microseconds=1)).astimezone(UTC).date()
+    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def _week_of(day: date, week_start: int) -> date:
+    """The first day of ``day``'s calendar week."""
+    return day - timedelta(days=(day.weekday() - week_start) % 7)
+
+
+def _ranked(checks: tuple[bool, bool, bool]) -> Tier:
+    for tier, passed in zip(_RANKED, checks, strict=True):
+        if passed:
+            return tier
+    return "low"
+
+
 def _frequency(outcomes: Sequence[_Outcome], window: Window, definitions: DoraDefinitions) -> DeploymentFrequency:
     count = len(outcomes)
     if not count:
         return DeploymentFrequency(0, 0, None, None, None, None, "no successful production deployment in the window")
-    days = (window.until - window.since).total_seconds() / DAY_SECONDS
-    per_day = count / days
-    return DeploymentFrequency(
-        count,
-        len({outcome.deploy.finished_at.date() for outcome in outcomes}),
-        per_day,
-        count * 7 / days,
-        count * definitions.month_days / days,
-        tier_for("deployment_frequency", per_day),
-    )
+    deployed = {outcome.deploy.finished_at.date() for outcome in outcomes}
+    if definitions.frequency == "rate":
+        days = (window.until - window.since).total_seconds() / DAY_SECONDS
+        per_day = count / days
+        return DeploymentFrequency(
+            count,
+            len(deployed),
+            per_day,
+            count * 7 / days,
+            count * definitions.month_days / days,
+            tier_for("deployment_frequency", per_day),
+        )
+    dates = _window_dates(window)
+    weeks: dict[date, int] = {}
+    months: dict[tuple[int, int], int] = {}
+    for day in dates:
+        week = _week_of(day, definitions.week_start)
+        weeks[week] = weeks.get(week, 0) + (day in deployed)
+        months[(day.year, day.month)] = months.get((day.year, day.month), 0) + (day in deployed)
+    if definitions.frequency == "floor_mean":
+        floored = (count // len(dates), count // len(weeks), count // len(months))
+        tier = _ranked((floored[0] >= 1, floored[1] >= 1, floored[2] >= 1))
+        return DeploymentFrequency(count, len(deployed), *floored, tier)
+
+    def median(values: Iterable[float]) -> float:
+        found = _median(values, definitions.median)
+        assert found is not None  # the window touches at least one day
+        return found
+
+    per_week = median(weeks.values())
+    if definitions.month_measure == "deployment_days":
+        per_month = median(months.values())
+    else:
+        deployed_weeks: dict[tuple[int, int], int] = defaultdict(int)
+        for week, days_deployed in weeks.items():
+            deployed_weeks[(week.year, week.month)] += days_deployed > 0
+        per_month = median(deployed_weeks[(week.year, week.month)] for week in weeks)
+    weekly = median(float(days > 0) for days in weeks.values()) if definitions.high_on_deployed_weeks else per_week
+    elite, high, medium = definitions.frequency_cutoffs
+    tier = _ranked((per_week >= elite, weekly >= high, per_month >= medium))
+    return DeploymentFrequency(count, len(deployed), len(deployed) / len(dates), per_week, per_month, tier)
 
 
 def _lead_time(changes: Sequence[LeadTimeRecord], deployments: int, definitions: DoraDefinitions) -> LeadTime:
@@ -1077,9 +1351,10 @@ def _lead_time(changes: Sequence[LeadTimeRecord], deployments: int, definitions:
         return LeadTime(0, None, None, None, reason)
     return LeadTime(
         len(values),
-        _percentile(values, 0.5),
+        _median(values, definitions.median),
         _percentile(values, 0.95),
         tier_for("lead_time", _center(values, definitions)),
+        mean_seconds=fmean(values) if definitions.center == "mean" else None,
     )
 
 
@@ -1100,13 +1375,19 @@ def _recovery(recoveries: Sequence[RecoveryRecord], definitions: DoraDefinitions
     return RecoveryTime(
         len(recoveries),
         unresolved,
-        _median(resolved),
+        _median(resolved, definitions.median),
         fmean(resolved),
         tier_for("recovery_time", _center(resolved, definitions)),
     )
 
 
-def _trend(outcomes: Sequence[_Outcome], changes: Sequence[LeadTimeRecord], window: Window) -> list[TrendPoint]:
+def _trend(
+    outcomes: Sequence[_Outcome],
+    changes: Sequence[LeadTimeRecord],
+    samples: Sequence[_Sample],
+    window: Window,
+    definitions: DoraDefinitions,
+) -> list[TrendPoint]:
     deployed: dict[tuple[int, int], int] = defaultdict(int)
     failed: dict[tuple[int, int], int] = defaultdict(int)
     leads: dict[tuple[int, int], list[float]] = defaultdict(list)
@@ -1115,24 +1396,28 @@ def _trend(outcomes: Sequence[_Outcome], changes: Sequence[LeadTimeRecord], wind
         month = _month(outcome.deploy.finished_at)
         deployed[month] += 1
         failed[month] += bool(outcome.signals)
-        recoveries[month].extend(r.recovery_seconds for r in outcome.recoveries if r.recovery_seconds is not None)
+    for sample in samples:
+        if sample.record.recovery_seconds is not None:
+            recoveries[_month(sample.moment)].append(sample.record.recovery_seconds)
     for record in changes:
         leads[_month(record.deployed_at)].append(record.lead_time_seconds)
     return [
         TrendPoint(
             f"{month[0]:04d}-{month[1]:02d}",
             deployed[month],
-            _median(leads[month]),
+            _median(leads[month], definitions.median),
             failed[month] / deployed[month] if deployed[month] else None,
-            _median(recoveries[month]),
+            _median(recoveries[month], definitions.median),
         )
         for month in _months(window)
     ]
 
 
-def _metrics(outcomes: Sequence[_Outcome], window: Window, definitions: DoraDefinitions) -> DoraMetrics:
-    changes = _lead_times(outcomes)
-    recoveries = [record for outcome in outcomes for record in outcome.recoveries]
+def _metrics(
+    outcomes: Sequence[_Outcome], samples: Sequence[_Sample], window: Window, definitions: DoraDefinitions
+) -> DoraMetrics:
+    changes = _lead_times(outcomes, definitions)
+    recoveries = [sample.record for sample in samples]
     deployments = tuple(
         DeploymentRecord(
             outcome.deploy.id,
@@ -1148,7 +1433,7 @@ def _metrics(outcomes: Sequence[_Outcome], window: Window, definitions: DoraDefi
         _lead_time(changes, len(outcomes), definitions),
         _failure_rate(outcomes),
         _recovery(recoveries, definitions),
-        tuple(_trend(outcomes, changes, window)),
+        tuple(_trend(outcomes, changes, samples, window, definitions)),
         deployments,
         tuple(changes),
         tuple(recoveries),
@@ -1168,11 +1453,22 @@ def dora_report(
     """The four keys over ``window``, overall and per service, by the named definitions (see the module doc)."""
     chosen = _definitions(definitions)
     environments = _production_environments(store, config, filters)
+    recovery_incidents: list[_Incident] = []
     if environments:
-        outcomes = _outcomes(_load(store, window, filters, config, chosen, environments), window, chosen)
+        data = _load(store, window, filters, config, chosen, environments)
+        outcomes = _outcomes(data, window, chosen)
+        recovery_incidents = data.recovery_incidents
     else:
         teams_members(config, filters.team)  # an unknown team is an error even with nothing to report
         outcomes = []
+    if chosen.recovery_samples == "failures":
+        samples = [
+            _Sample(outcome.deploy.service, outcome.deploy.finished_at, record)
+            for outcome in outcomes
+            for record in outcome.recoveries
+        ]
+    else:
+        samples = _incident_samples(recovery_incidents, outcomes, chosen)
     if filters.repo is not None:
         shipping = {
             outcome.deploy.service
@@ -1180,13 +1476,17 @@ def dora_report(
             if any(change.repo == filters.repo for change in outcome.shipped)
         }
         outcomes = [outcome for outcome in outcomes if outcome.deploy.service in shipping]
+        samples = [sample for sample in samples if sample.service in shipping]
     by_service: dict[str, list[_Outcome]] = defaultdict(list)
     for outcome in outcomes:
-        outcome.leads = _measure(outcome, filters.repo)
+        outcome.leads = _measure(outcome, filters.repo, chosen)
         by_service[outcome.deploy.service].append(outcome)
+    samples_by_service: dict[str, list[_Sample]] = defaultdict(list)
+    for sample in samples:
+        samples_by_service[sample.service].append(sample)
     return DoraReport(
         window,
         chosen,
-        _metrics(outcomes, window, chosen),
-        {name: _metrics(by_service[name], window, chosen) for name in sorted(by_service)},
+        _metrics(outcomes, samples, window, chosen),
+        {name: _metrics(by_service[name], samples_by_service[name], window, chosen) for name in sorted(by_service)},
     )
