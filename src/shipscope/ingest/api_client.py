@@ -180,6 +180,24 @@ def object_id(obj: Mapping[str, Any], key: str, url: str, vendor: str) -> str:
     raise ApiError(f"{vendor} API answered GET {url} with an item without {key!r}", url=url)
 
 
+def is_gone(error: ApiError) -> bool:
+    """A child of a listed object that is no longer there (deleted meanwhile, or past retention)."""
+    return error.http_status in (404, 410)
+
+
+def object_version(obj: Mapping[str, Any]) -> str:
+    """What tells two states of an API object apart: its ``updated_at``, else a hash of the whole object."""
+    updated_at = obj.get("updated_at")
+    return updated_at if isinstance(updated_at, str) and updated_at else stable_hash(obj)
+
+
+def start_of_day(since: datetime) -> datetime:
+    """Passes start at midnight UTC: the same URLs all day long, so their ETags keep answering 304."""
+    if since.tzinfo is None:
+        raise InputError("since: expected a time with a UTC offset")
+    return since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def journal_envelope(kind: str, body: bytes, source: str) -> tuple[str, dict[str, Any]]:
     """(resource, object) of a journaled backfill delivery of ``source``; InputError when it cannot be read."""
     prefix = f"{source}:"

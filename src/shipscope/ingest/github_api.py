@@ -39,7 +39,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shipscope.errors import InputError
@@ -51,9 +51,12 @@ from shipscope.ingest.api_client import (
     BudgetExhausted,
     CursorStore,
     StagedStore,
+    is_gone,
     journal_envelope,
     object_id,
+    object_version,
     stable_hash,
+    start_of_day,
     utc_iso,
 )
 from shipscope.ingest.github import change_from_api_commit, deployment_event, job_events, pull_request_event
@@ -152,23 +155,6 @@ def _time(obj: Mapping[str, Any], key: str) -> datetime | None:
 def _older(obj: Mapping[str, Any], key: str, since: datetime) -> bool:
     moment = _time(obj, key)
     return moment is not None and moment < since
-
-
-def _gone(error: ApiError) -> bool:
-    """A child of a listed object that is no longer there (deleted meanwhile, or past retention)."""
-    return error.http_status in (404, 410)
-
-
-def _version(obj: Mapping[str, Any]) -> str:
-    updated_at = obj.get("updated_at")
-    return updated_at if isinstance(updated_at, str) and updated_at else stable_hash(obj)
-
-
-def _start_of_day(since: datetime) -> datetime:
-    """Passes start at midnight UTC: the same URLs all day long, so their ETags keep answering 304."""
-    if since.tzinfo is None:
-        raise InputError("since: expected a time with a UTC offset")
-    return since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _search_time(moment: datetime, *, bare_date: bool) -> str:
@@ -354,7 +340,7 @@ class _Backfill:
         """The run; once completed, also its earlier attempts (the list shows only the latest) and every job."""
         attempt = run.get("run_attempt")
         attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else 1
-        deliveries = [self.delivery("workflow_run", f"{run_id}/{attempt}", _version(run), run)]
+        deliveries = [self.delivery("workflow_run", f"{run_id}/{attempt}", object_version(run), run)]
         if run.get("status") != "completed":
             return deliveries  # its jobs come with the pass that sees it completed
         base = f"/repos/{self.repo}/actions/runs/{run_id}"
@@ -362,20 +348,22 @@ class _Backfill:
             try:
                 previous = self.client.get_object(f"{base}/attempts/{earlier}", etag_store=self.item_etags)
             except ApiError as error:
-                if not _gone(error):
+                if not is_gone(error):
                     raise
                 log.warning("GitHub run %s: attempt %d is gone (%s)", run_id, earlier, error.message)
                 continue
             if previous is not None:
-                deliveries.append(self.delivery("workflow_run", f"{run_id}/{earlier}", _version(previous), previous))
+                deliveries.append(
+                    self.delivery("workflow_run", f"{run_id}/{earlier}", object_version(previous), previous)
+                )
         try:
             for page in self.client.get_pages(
                 f"{base}/jobs", {"filter": "all"}, items_key="jobs", etag_store=self.item_etags
             ):
                 for job in page.items:
-                    deliveries.append(self.delivery("job", _ident(job, "id", page.url), _version(job), job))
+                    deliveries.append(self.delivery("job", _ident(job, "id", page.url), object_version(job), job))
         except ApiError as error:
-            if not _gone(error):
+            if not is_gone(error):
                 raise
             log.warning("GitHub run %s: its jobs are gone (%s)", run_id, error.message)
         return deliveries
@@ -400,12 +388,12 @@ class _Backfill:
                         f"{path}/{deployment_id}/statuses"
                     ).items
                 except ApiError as error:
-                    if not _gone(error):
+                    if not is_gone(error):
                         raise
                     log.warning("GitHub deployment %s is gone (%s)", deployment_id, error.message)
                     statuses = None
                 if statuses is not None:
-                    version = _version(statuses[0]) if statuses else _version(deployment)
+                    version = object_version(statuses[0]) if statuses else object_version(deployment)
                     deliveries = [self.delivery("deployment", deployment_id, version, deployment, statuses=statuses)]
                     yield deliveries
                     self.taken("deployments", deliveries)
@@ -431,7 +419,7 @@ class _Backfill:
                     reached_older = True  # most recently updated first: the rest are older still
                     continue
                 object_id = _ident(pull_request, "id", page.url)
-                deliveries.append(self.delivery("pull_request", object_id, _version(pull_request), pull_request))
+                deliveries.append(self.delivery("pull_request", object_id, object_version(pull_request), pull_request))
             if deliveries:
                 yield deliveries
                 self.taken("pull_requests", deliveries)
@@ -496,7 +484,7 @@ def backfill(
     """
     if not _REPO.fullmatch(repo):
         raise InputError(f"repository: expected OWNER/NAME, got {repo!r}")
-    start = _start_of_day(since)
+    start = start_of_day(since)
     walk = _Backfill(client, _repository(client, repo), cursors, progress)
     walkers: Mapping[str, Callable[[_Cursor], Iterator[list[Delivery]]]] = {
         "workflow_runs": walk.workflow_runs,

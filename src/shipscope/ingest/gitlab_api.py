@@ -45,9 +45,12 @@ from shipscope.ingest.api_client import (
     BudgetExhausted,
     CursorStore,
     Page,
+    is_gone,
     journal_envelope,
     object_id,
+    object_version,
     stable_hash,
+    start_of_day,
     utc_iso,
 )
 from shipscope.ingest.gitlab import (
@@ -142,22 +145,6 @@ def _updated_at(obj: Mapping[str, Any], url: str) -> datetime:
     if parsed is None or parsed.tzinfo is None:
         raise ApiError(f"GitLab API answered GET {url} with an item without a usable updated_at", url=url)
     return parsed.astimezone(UTC)
-
-
-def _gone(error: ApiError) -> bool:
-    """A child of a listed object that is no longer there (deleted meanwhile)."""
-    return error.http_status in (404, 410)
-
-
-def _version(obj: Mapping[str, Any]) -> str:
-    updated_at = obj.get("updated_at")
-    return updated_at if isinstance(updated_at, str) and updated_at else stable_hash(obj)
-
-
-def _start_of_day(since: datetime) -> datetime:
-    if since.tzinfo is None:
-        raise InputError("since: expected a time with a UTC offset")
-    return since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -287,18 +274,18 @@ class _Backfill:
         try:
             pipeline = self.client.get_object(path)
         except ApiError as error:
-            if not _gone(error):
+            if not is_gone(error):
                 raise
             log.warning("GitLab pipeline %s is gone (%s)", pipeline_id, error.message)
             return []
         assert pipeline is not None  # no ETag was sent
-        deliveries = [self.delivery("pipeline", pipeline_id, _version(pipeline), pipeline)]
+        deliveries = [self.delivery("pipeline", pipeline_id, object_version(pipeline), pipeline)]
         try:
             for page in self.client.get_pages(f"{path}/jobs", {"include_retried": "true"}):
                 for job in page.items:
                     deliveries.append(self.delivery("job", _ident(job, "id", page.url), stable_hash(job), job))
         except ApiError as error:
-            if not _gone(error):
+            if not is_gone(error):
                 raise
             log.warning("GitLab pipeline %s: its jobs are gone (%s)", pipeline_id, error.message)
         return deliveries
@@ -312,7 +299,7 @@ class _Backfill:
             unseen = self._unseen(page, cursor)
             if not unseen:
                 continue
-            deliveries = [self.delivery(kind, item_id, _version(item), item) for item_id, _, item in unseen]
+            deliveries = [self.delivery(kind, item_id, object_version(item), item) for item_id, _, item in unseen]
             yield deliveries
             for item_id, updated_at, _ in unseen:
                 cursor.advance(item_id, updated_at)
@@ -353,7 +340,7 @@ def backfill(
     """
     if not project.strip():
         raise InputError("project: expected a numeric id or a group/name path")
-    start = _start_of_day(since)
+    start = start_of_day(since)
     walk = _Backfill(client, _project(client, project.strip()), cursors, progress)
     walks = (
         walk.pipelines(start),
