@@ -13,14 +13,17 @@ the four presets on one dataset and says where and why they differ. Sources:
 - middleware: middlewarehq/middleware backend/analytics_server/mhq/service/deployments/analytics.py (daily, weekly
   and monthly buckets over the interval), mhq/utils/dict.py (``get_average_of_dict_values``: ``sum // len``),
   mhq/service/incidents/incidents.py (incidents go to the deployment with ``conducted_at <= creation_date <`` the
-  next one's; mean time to recovery = mean of ``resolved_date − creation_date`` of the incidents resolved).
+  next one's; mean time to recovery = mean of ``resolved_date − creation_date`` of the incidents resolved). Its
+  docs (middlewarehq.com/docs/product/oss/calculations) give no numbers; the worked examples come from its test
+  suite, backend/analytics_server/tests/service/deployments/test_deployment_frequency.py and
+  tests/service/Incidents/test_change_failure_rate.py and test_mean_time_to_recovery.py.
 
 Unless a test says otherwise the window is [2026-03-01, 2026-03-31): 30 days, Sunday March 1 to Monday March 30.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -319,6 +322,230 @@ def test_middleware_means_and_incidents_by_time(store: Store) -> None:
     assert overall["explain"]["incidents"] == [
         {"id": "n2", "deployment_id": None, "recovery_seconds": 5 * HOUR},
         {"id": "n1", "deployment_id": "m2", "recovery_seconds": HOUR},
+    ]
+
+
+# Middleware's documentation (middlewarehq.com/docs/product/oss/calculations, /docs/product/cloud/dora/dora-metrics
+# and the README's "How we Calculate DORA") describes the four keys in words only, with no numbers. Its backend's
+# test suite (middlewarehq/middleware, backend/analytics_server/tests/) is where inputs and expected outputs are
+# published; the tests below replay those examples. Middleware's Interval is closed (``from_time <= conducted_at
+# <= to_time``, and the day of ``to_time`` is a bucket); shipscope's window is half-open, so its closed interval
+# [from, to] is the window [from, to + 1 µs).
+MW_FIRST_WEEK = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
+MW_FOURTH_WEEK = datetime(2024, 1, 22, tzinfo=UTC)
+MW_FROM = MW_FIRST_WEEK + timedelta(days=1)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def closed(start: datetime, end: datetime) -> Window:
+    """Middleware's closed Interval(start, end) as a shipscope window."""
+    return Window(start, end + MICROSECOND)
+
+
+# tests/service/deployments/test_deployment_frequency.py: the deployments of its "across weeks" example, 2 in the
+# week of Jan 1 and 4 in the week of Jan 15 (also the deployments of the weekly trend and weekly CFR examples).
+MW_WEEKS_DEPLOYS = [
+    MW_FROM + timedelta(hours=12),
+    MW_FROM + timedelta(hours=24),
+    MW_FOURTH_WEEK - timedelta(days=4),
+    MW_FOURTH_WEEK - timedelta(days=2),
+    MW_FOURTH_WEEK - timedelta(hours=6),
+    MW_FOURTH_WEEK - timedelta(minutes=30),
+]
+MW_MARCH_END = datetime(2024, 3, 31, tzinfo=UTC)
+MW_FEBRUARY = datetime(2024, 2, 1, tzinfo=UTC)
+MW_EARLIER_DEPLOY = deploy("d0", "2023-12-01T10:00:00Z", "s0")
+
+
+@pytest.mark.parametrize(
+    ("until", "finished", "expected"),
+    [
+        pytest.param(
+            MW_FIRST_WEEK + timedelta(days=4),
+            [MW_FROM + timedelta(hours=12), MW_FROM + timedelta(days=1), MW_FROM + timedelta(days=2)]
+            + [MW_FIRST_WEEK + timedelta(days=24)],  # after the interval: not counted
+            (3, 0, 3, 3),
+            id="across-days",
+        ),
+        pytest.param(MW_FOURTH_WEEK + timedelta(days=1), MW_WEEKS_DEPLOYS, (6, 0, 1, 6), id="across-weeks"),
+        pytest.param(
+            MW_MARCH_END,
+            [
+                *MW_WEEKS_DEPLOYS,
+                MW_FEBRUARY + timedelta(days=3),
+                MW_FEBRUARY + timedelta(days=2),
+                MW_FEBRUARY + timedelta(minutes=30),
+                MW_MARCH_END - timedelta(days=3),
+                MW_MARCH_END - timedelta(days=2),
+                MW_MARCH_END - timedelta(days=1),
+                MW_MARCH_END - timedelta(days=1),  # two deployments at the same instant
+            ],
+            (13, 0, 1, 4),
+            id="across-months",
+        ),
+    ],
+)
+def test_middleware_deployment_frequency_examples_of_its_test_suite(
+    store: Store, until: datetime, finished: list[datetime], expected: tuple[int, int, int, int]
+) -> None:
+    # test_deployment_frequency.py, tests ..._across_days, ..._across_weeks and ..._across_months: deployments in
+    # Interval(Jan 2 2024, until) give get_deployment_frequency_metrics(total, daily, weekly, monthly) of (3, 0, 3,
+    # 3), (6, 0, 1, 6) and (13, 0, 1, 4). The interval touches 4, 22 and 90 days, 1, 4 and 13 Monday weeks, 1, 1
+    # and 3 months; each figure is the deployments // those buckets.
+    load(store, *(deploy(f"d{n}", iso(moment), f"s{n}") for n, moment in enumerate(finished)))
+    frequency = report(store, closed(MW_FROM, until), definitions="middleware")["overall"]["deployment_frequency"]
+    assert (frequency["deployments"], frequency["per_day"], frequency["per_week"], frequency["per_month"]) == expected
+    assert frequency["tier"] == "high"  # under a deployment a day, at least one a week
+
+
+def test_middleware_frequency_interval_is_closed(store: Store) -> None:
+    # The "across days" example ends at Fri Jan 5 00:00, inside Middleware's interval: Jan 5 is a day bucket, so 3
+    # deployments // 4 days = 0 a day. The half-open window ending at that instant touches 3 days: 1 a day, elite.
+    finished = [MW_FROM + timedelta(hours=12), MW_FROM + timedelta(days=1), MW_FROM + timedelta(days=2)]
+    load(store, *(deploy(f"d{n}", iso(moment), f"s{n}") for n, moment in enumerate(finished)))
+    half_open = Window(MW_FROM, MW_FIRST_WEEK + timedelta(days=4))
+    frequency = report(store, half_open, definitions="middleware")["overall"]["deployment_frequency"]
+    assert (frequency["per_day"], frequency["tier"]) == (1, "elite")
+
+
+def test_middleware_weekly_trends_of_its_test_suite(store: Store) -> None:
+    # test_deployment_frequency.py (test_weekly_deployment_frequency_trends_for_deployments): the weekly counts of
+    # those six deployments are {Jan 1: 2, Jan 8: 0, Jan 15: 4, Jan 22: 0}. test_change_failure_rate.py
+    # (test_get_weekly_change_failure_rate_for_incidents_and_deployments) adds incidents: i0 before the first
+    # deployment (no deployment), i1 and i2 after d1 (the second, Jan 3 00:00), i3 and i4 after d2 (Jan 18), i5 and
+    # i6 after d4 (Jan 21 18:00); failed {d1} of {d0, d1} in the week of Jan 1, {d2, d4} of {d2, d3, d4, d5} in the
+    # week of Jan 15, and no deployment in the others. shipscope's trend is monthly: one window per Monday week
+    # (Middleware links incidents over the whole interval, but here none follows a deployment of an earlier week).
+    opened = [
+        MW_FROM + timedelta(hours=10),
+        MW_FROM + timedelta(hours=28),
+        MW_FROM + timedelta(hours=29),
+        MW_FOURTH_WEEK - timedelta(days=3),
+        MW_FOURTH_WEEK - timedelta(days=3),
+        MW_FOURTH_WEEK - timedelta(hours=3),
+        MW_FOURTH_WEEK - timedelta(hours=2),
+    ]
+    load(
+        store,
+        *(deploy(f"d{n}", iso(moment), f"s{n}") for n, moment in enumerate(MW_WEEKS_DEPLOYS)),
+        *(incident(f"i{n}", iso(moment)) for n, moment in enumerate(opened)),
+    )
+    weeks = [MW_FIRST_WEEK + timedelta(weeks=n) for n in range(4)]
+    by_week = [report(store, Window(week, week + timedelta(weeks=1)), definitions="middleware") for week in weeks]
+    deployments = [shape["overall"]["deployment_frequency"]["deployments"] for shape in by_week]
+    assert deployments == [2, 0, 4, 0]
+    rates = [shape["overall"]["change_failure_rate"] for shape in by_week]
+    assert [(rate["failed"], rate["deployments"]) for rate in rates] == [(1, 2), (0, 0), (2, 4), (0, 0)]
+    assert [failed_ids(shape["overall"]) for shape in by_week] == [["d1"], [], ["d2", "d4"], []]
+    # Over Middleware's whole interval, Jan 2 to Jan 24 00:00: 3 of the 6 deployments failed.
+    whole = report(store, closed(MW_FROM, MW_FOURTH_WEEK + timedelta(days=2)), definitions="middleware")["overall"]
+    assert (whole["change_failure_rate"]["failed"], whole["change_failure_rate"]["rate"]) == (3, 0.5)
+
+
+def test_middleware_change_failure_rate_of_its_test_suite(store: Store) -> None:
+    # test_change_failure_rate.py (test_get_change_failure_rate_for_multi_incidents_multi_deployments), with its
+    # times relative to "now": an incident 10 days ago, before every deployment, fails none; each later incident
+    # fails the latest deployment at or before it; the deployment 30 minutes ago has no incident. Failed: 4 of 6,
+    # a change_failure_rate of 4 / 6 * 100.
+    now = datetime(2024, 1, 20, 12, tzinfo=UTC)
+    deployments = [
+        timedelta(days=7),
+        timedelta(days=6),
+        timedelta(days=4),
+        timedelta(days=2),
+        timedelta(hours=6),
+        timedelta(minutes=30),
+    ]
+    incidents = [
+        timedelta(days=10),
+        timedelta(days=5),
+        timedelta(days=3),
+        timedelta(hours=20),
+        timedelta(hours=4),
+        timedelta(hours=2),
+        timedelta(hours=1),
+    ]
+    load(
+        store,
+        *(deploy(f"d{n}", iso(now - ago), f"s{n}") for n, ago in enumerate(deployments, start=1)),
+        *(incident(f"i{n}", iso(now - ago)) for n, ago in enumerate(incidents)),
+    )
+    overall = report(store, Window(now - timedelta(days=14), now), definitions="middleware")["overall"]
+    assert overall["change_failure_rate"] == {
+        "failed": 4,
+        "deployments": 6,
+        "rate": pytest.approx(4 / 6),
+        "tier": "low",
+    }
+    assert failed_ids(overall) == ["d2", "d3", "d4", "d5"]
+
+
+def test_middleware_mean_time_to_recovery_of_its_test_suite(store: Store) -> None:
+    # test_mean_time_to_recovery.py (test_get_incidents_mean_time_to_recovery_for_incidents): incidents resolved
+    # 100, 300 and 800 s after they were created have a mean time to recovery of 400 s over 3 incidents; with a
+    # fourth of 90 s, 322.5 s over 4. No deployment is involved there; shipscope learns its production
+    # environments from deployments, so one, before the window, makes the store's incidents count.
+    window = Window(MW_FIRST_WEEK, MW_FIRST_WEEK + timedelta(weeks=1))
+    created = iso(MW_FIRST_WEEK)
+    durations = [100, 300, 800]
+    load(
+        store,
+        MW_EARLIER_DEPLOY,
+        *(
+            incident(f"i{n}", created, resolved_at=iso(MW_FIRST_WEEK + timedelta(seconds=seconds)))
+            for n, seconds in enumerate(durations, start=1)
+        ),
+    )
+    recovery = report(store, window, definitions="middleware")["overall"]["recovery_time"]
+    assert (recovery["failures"], recovery["mean_seconds"], recovery["tier"]) == (3, 400.0, "elite")
+    load(store, incident("i4", created, resolved_at=iso(MW_FIRST_WEEK + timedelta(seconds=90))))
+    recovery = report(store, window, definitions="middleware")["overall"]["recovery_time"]
+    assert recovery == {
+        "failures": 4,
+        "unresolved": 0,
+        "median_seconds": 200.0,  # shipscope's extra: Middleware reports no median
+        "mean_seconds": 322.5,
+        "tier": "elite",
+    }
+
+
+def test_middleware_weekly_mean_time_to_recovery_of_its_test_suite(store: Store) -> None:
+    # test_mean_time_to_recovery.py (the trend test named test_get_change_failure_rate_for_one_incidents_bw_two_
+    # deployments): incidents resolved 100, 100 and 400 s after creation in the week of Jan 1, and four of 100 s in
+    # the week of Jan 15, bucketed by resolution week: {Jan 1: 200 s over 3, Jan 8: none, Jan 15: 100 s over 4,
+    # Jan 22: none}.
+    third_week = MW_FIRST_WEEK + timedelta(weeks=2)
+    samples = [
+        (MW_FIRST_WEEK + timedelta(hours=10), 100),
+        (MW_FIRST_WEEK + timedelta(hours=28), 100),
+        (MW_FIRST_WEEK + timedelta(hours=29), 400),
+        (third_week + timedelta(days=2), 100),
+        (third_week + timedelta(days=4), 100),
+        (third_week + timedelta(days=4), 100),
+        (third_week + timedelta(days=3), 100),
+    ]
+    load(
+        store,
+        *(
+            incident(f"i{n}", iso(opened), resolved_at=iso(opened + timedelta(seconds=seconds)))
+            for n, (opened, seconds) in enumerate(samples)
+        ),
+        MW_EARLIER_DEPLOY,
+    )
+    weeks = [MW_FIRST_WEEK + timedelta(weeks=n) for n in range(4)]
+    recoveries = [
+        report(store, Window(week, week + timedelta(weeks=1)), definitions="middleware")["overall"]["recovery_time"]
+        for week in weeks
+    ]
+    assert [(item["mean_seconds"], item["failures"]) for item in recoveries] == [
+        (200.0, 3),
+        (None, 0),
+        (100.0, 4),
+        (None, 0),
     ]
 
 
