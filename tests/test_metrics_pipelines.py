@@ -18,6 +18,7 @@ from shipscope.metrics.common import Filters, MetricsConfig, Percentiles, Window
 from shipscope.metrics.pipelines import (
     cache_hit_rates,
     classify_failure,
+    duration_weeks,
     failure_rates,
     pipeline_report,
     queue_times,
@@ -127,7 +128,15 @@ def test_empty_store_gives_empty_sections_with_reasons_never_zero(store: Store) 
     report = pipeline_report(store, WINDOW)
     shape = report.to_json()
     assert shape["window"] == {"since": "2026-03-02T00:00:00Z", "until": "2026-03-09T00:00:00Z"}
-    for section in ("workflows", "failure_rate", "queue_seconds", "cache_hit_rate", "stages", "regressions"):
+    for section in (
+        "workflows",
+        "duration_weeks",
+        "failure_rate",
+        "queue_seconds",
+        "cache_hit_rate",
+        "stages",
+        "regressions",
+    ):
         assert shape[section] == []
         assert shape["no_data"][section]
     check = shape["regression_check"]
@@ -267,6 +276,35 @@ def test_pull_request_and_default_branch_runs_are_reported_apart(store: Store) -
     # Default: [100, 200, 900] → p50 200; p95 at 1.9 → 200 + 0.9·700 = 830.
     assert rows["default"].runs == 3
     assert approx(rows["default"].duration) == approx(p(200, 830, 3))
+
+
+def test_duration_weeks_pool_workflows_and_keep_pr_and_default_apart(store: Store) -> None:
+    window = Window(SINCE - timedelta(days=3), UNTIL)  # Friday 2026-02-27 to Monday 2026-03-09
+    load(
+        store,
+        run("before", SINCE - timedelta(days=4), duration=9_000),  # created before the window
+        run("fri", SINCE - timedelta(days=2), duration=100),
+        run("mon", SINCE, duration=300),
+        run("tue", DAY2, duration=100, workflow="deploy"),
+        run("pr1", DAY2, duration=50, trigger="pull_request", branch="feature/a", pr_number=3),
+        # Created at 23:30 on Sunday at UTC-3, which is Monday 02:30 UTC: the next week, inside no window week.
+        run("late", datetime.fromisoformat("2026-03-08T23:30:00-03:00"), duration=7_000),
+        run("feature", DAY2, duration=5_000, branch="feature/b"),
+        run("cancelled", DAY2, duration=5_000, status="cancelled"),
+    )
+    rows = [(row.week, row.branch_kind, row.duration) for row in duration_weeks(store, window)]
+    assert rows == [
+        # The window's first week is the part from Friday 2026-02-27 of the week of Monday 2026-02-23.
+        (date(2026, 2, 23), "default", p(100.0, 100.0, 1)),
+        # Two workflows pooled: [100, 300] → p50 200; p95 100 + 0.95·200 = 290.
+        (date(2026, 3, 2), "default", p(200.0, 290.0, 2)),
+        (date(2026, 3, 2), "pr", p(50.0, 50.0, 1)),
+    ]
+    assert [row["week"] for row in pipeline_report(store, window).to_json()["duration_weeks"]] == [
+        "2026-02-23",
+        "2026-03-02",
+        "2026-03-02",
+    ]
 
 
 # ----- failure rate ------------------------------------------------------------------------------------------------

@@ -165,6 +165,19 @@ class CacheHitRate:
 
 
 @dataclass(frozen=True)
+class DurationWeek:
+    """Build durations of the completed PR or default-branch runs created in one ISO week."""
+
+    week: date
+    """The Monday (UTC) the week starts on."""
+    branch_kind: BranchKind
+    duration: Percentiles
+
+    def to_json(self) -> dict[str, Any]:
+        return {"week": self.week.isoformat(), "branch_kind": self.branch_kind, **self.duration.to_json()}
+
+
+@dataclass(frozen=True)
 class StageWeek:
     """Durations of the completed steps of one canonical stage that started in one ISO week."""
 
@@ -289,6 +302,7 @@ class PipelineReport:
     window: Window
     filters: Filters
     workflows: tuple[WorkflowDurations, ...]
+    duration_weeks: tuple[DurationWeek, ...]
     failure_rate: tuple[FailureRate, ...]
     queue_seconds: tuple[QueueTime, ...]
     cache_hit_rate: tuple[CacheHitRate, ...]
@@ -303,6 +317,7 @@ class PipelineReport:
     def to_json(self) -> dict[str, Any]:
         sections: dict[str, list[dict[str, Any]]] = {
             "workflows": [row.to_json() for row in self.workflows],
+            "duration_weeks": [row.to_json() for row in self.duration_weeks],
             "failure_rate": [row.to_json() for row in self.failure_rate],
             "queue_seconds": [row.to_json() for row in self.queue_seconds],
             "cache_hit_rate": [row.to_json() for row in self.cache_hit_rate],
@@ -311,6 +326,7 @@ class PipelineReport:
         }
         empty = {
             "workflows": "no completed pull-request or default-branch runs in the window",
+            "duration_weeks": "no completed pull-request or default-branch runs in the window",
             "failure_rate": "no completed default-branch runs in the window",
             "queue_seconds": "no started jobs created in the window",
             "cache_hit_rate": "no cache lookups belonging to runs created in the window",
@@ -336,6 +352,7 @@ def pipeline_report(
         window=window,
         filters=filters,
         workflows=workflow_durations(store, window, filters, config),
+        duration_weeks=duration_weeks(store, window, filters, config),
         failure_rate=failure_rates(store, window, filters, config),
         queue_seconds=queue_times(store, window, filters, config),
         cache_hit_rate=cache_hit_rates(store, window, filters, config),
@@ -441,23 +458,7 @@ def workflow_durations(
     Completed runs (success or failure) created in the window; runs that are neither PR nor default-branch runs are
     left out. A run without ``started_at`` counts in time to result only.
     """
-    runs = _runs
-    kind = _branch_kind(runs)
-    completed = (
-        sa.select(
-            runs.c.repo,
-            runs.c.workflow,
-            kind.label("branch_kind"),
-            _elapsed(runs.c.started_at, runs.c.finished_at).label("duration"),
-            _elapsed(runs.c.created_at, runs.c.finished_at).label("to_result"),
-        )
-        .where(
-            in_window(runs.c.created_at, window),
-            runs.c.status.in_(COMPLETED_STATUSES),
-            *_run_conditions(runs, filters, config),
-        )
-        .subquery("completed")
-    )
+    completed = _completed_runs(window, filters, config)
     query = (
         sa.select(
             completed.c.repo,
@@ -481,6 +482,47 @@ def workflow_durations(
             time_to_result=_percentiles(row, "to_result_"),
         )
         for row in store.query(query)
+    )
+
+
+def _completed_runs(window: Window, filters: Filters, config: MetricsConfig) -> sa.Subquery:
+    """Completed runs created in the window with their branch kind, build duration, time to result and week."""
+    runs = _runs
+    return (
+        sa.select(
+            runs.c.repo,
+            runs.c.workflow,
+            _branch_kind(runs).label("branch_kind"),
+            _week_index(runs.c.created_at).label("week"),
+            _elapsed(runs.c.started_at, runs.c.finished_at).label("duration"),
+            _elapsed(runs.c.created_at, runs.c.finished_at).label("to_result"),
+        )
+        .where(
+            in_window(runs.c.created_at, window),
+            runs.c.status.in_(COMPLETED_STATUSES),
+            *_run_conditions(runs, filters, config),
+        )
+        .subquery("completed")
+    )
+
+
+def duration_weeks(
+    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
+) -> tuple[DurationWeek, ...]:
+    """Build duration p50/p95 per ISO week (by ``created_at``, Monday 00:00 UTC), PR and default-branch runs apart.
+
+    The runs of ``workflow_durations``, pooled over repos and workflows; the first and last weeks hold only the part
+    of the week inside the window. Ordered by week, then branch kind.
+    """
+    completed = _completed_runs(window, filters, config)
+    query = (
+        sa.select(completed.c.week, completed.c.branch_kind, *percentile_columns(completed.c.duration))
+        .where(completed.c.branch_kind.is_not(None))
+        .group_by(completed.c.week, completed.c.branch_kind)
+        .order_by(completed.c.week, completed.c.branch_kind)
+    )
+    return tuple(
+        DurationWeek(_week_date(row["week"]), row["branch_kind"], _percentiles(row)) for row in store.query(query)
     )
 
 
