@@ -637,6 +637,37 @@ def test_monthly_trend(store: Store) -> None:
     ]
 
 
+def test_weekly_trend(store: Store) -> None:
+    load(
+        store,
+        deploy("a0", "2026-02-21T10:00:00Z", "a-0"),
+        deploy("a1", "2026-02-25T10:00:00Z", "a-1"),
+        change("a-1", "2026-02-25T09:00:00Z", "a1"),  # 1 h
+        # Sunday 23:30 at UTC-2 is Monday 01:30 UTC: the week of 2026-03-02.
+        deploy("a2", "2026-03-01T23:30:00-02:00", "a-2"),
+        change("a-2", "2026-03-01T21:30:00-02:00", "a2"),  # 2 h
+        incident("i1", "2026-03-02T01:40:00Z", resolved_at="2026-03-02T02:10:00Z"),  # 1800 s
+    )
+    # Friday 2026-02-20 to Tuesday 2026-03-10: the weeks of Feb 16, Feb 23, Mar 2 and Mar 9.
+    window = Window(datetime(2026, 2, 20, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))
+    trend = report(store, window, trend="week")["overall"]["trend"]
+    assert [(point["week"], point["deployments"]) for point in trend] == [
+        ("2026-02-16", 1),
+        ("2026-02-23", 1),
+        ("2026-03-02", 1),
+        ("2026-03-09", 0),
+    ]
+    assert trend[1]["lead_time_median_seconds"] == 3600.0
+    assert trend[2] == {
+        "week": "2026-03-02",
+        "deployments": 1,
+        "lead_time_median_seconds": 7200.0,
+        "change_failure_rate": 1.0,
+        "recovery_median_seconds": 1800.0,
+    }
+    assert trend[3]["change_failure_rate"] is None and trend[3]["lead_time_median_seconds"] is None
+
+
 def test_definitions_presets(store: Store) -> None:
     assert PRESETS == ("shipscope", "devlake", "fourkeys", "middleware")
     assert SHIPSCOPE.name == "shipscope" and SHIPSCOPE.center == "median"

@@ -58,7 +58,8 @@ Definitions of the ``shipscope`` preset (``SHIPSCOPE``), where DESIGN.md left a 
 - ``services`` lists the services with a counted deployment in the window. A metric without data has null values,
   a ``no_data`` reason and a null tier, never 0 (a failure rate of 0 failed of n is data). The trend has one row
   per calendar month (UTC) overlapping the window, each over the counted deployments that finished in that month
-  (and the window); its months without deployments have 0 deployments and null values.
+  (and the window); its months without deployments have 0 deployments and null values. With ``trend="week"`` the
+  rows are ISO weeks (Monday 00:00 UTC) instead, keyed ``week`` (the Monday) rather than ``month``.
 - Explain: ``deployments`` are the counted deployments, ``changes`` the measured changes, ``incidents`` the recovery
   samples: one per counted incident of a failed deployment, and one with a null ``id`` per failed deployment
   without an incident; ``recovery_seconds`` is null when unresolved.
@@ -130,7 +131,7 @@ import bisect
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -179,6 +180,7 @@ __all__ = [
 
 Tier = Literal["elite", "high", "medium", "low"]
 Signal = Literal["rollback", "hotfix", "older_sha_redeploy", "revert", "incident"]
+TrendPeriod = Literal["month", "week"]
 
 FAILURE_SIGNALS: tuple[Signal, ...] = ("rollback", "hotfix", "older_sha_redeploy", "revert", "incident")
 """Every failure signal, in the order ``failure_signals`` lists them."""
@@ -519,8 +521,9 @@ class RecoveryRecord:
 
 @dataclass(frozen=True)
 class TrendPoint:
-    month: str
-    """``YYYY-MM`` (UTC)."""
+    period: TrendPeriod
+    start: str
+    """``YYYY-MM`` for a month, the Monday's ``YYYY-MM-DD`` for a week (UTC)."""
     deployments: int
     lead_time_median_seconds: float | None
     change_failure_rate: float | None
@@ -528,7 +531,7 @@ class TrendPoint:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "month": self.month,
+            self.period: self.start,
             "deployments": self.deployments,
             "lead_time_median_seconds": self.lead_time_median_seconds,
             "change_failure_rate": self.change_failure_rate,
@@ -1274,6 +1277,18 @@ def _months(window: Window) -> list[tuple[int, int]]:
     return months
 
 
+def _monday(moment: datetime) -> date:
+    return _week_of(moment.astimezone(UTC).date(), 0)
+
+
+def _trend_periods(window: Window, period: TrendPeriod) -> tuple[Callable[[datetime], Hashable], list[Hashable], str]:
+    """How a moment maps to its trend period, the periods overlapping the window, and how a period is labeled."""
+    if period == "month":
+        return _month, list(_months(window)), "{0[0]:04d}-{0[1]:02d}"
+    first, last = _monday(window.since), _monday(window.until - timedelta(microseconds=1))
+    return _monday, [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)], "{0}"
+
+
 def _window_dates(window: Window) -> list[date]:
     """The UTC calendar dates the window touches."""
     first = window.since.astimezone(UTC).date()
@@ -1387,34 +1402,41 @@ def _trend(
     samples: Sequence[_Sample],
     window: Window,
     definitions: DoraDefinitions,
+    period: TrendPeriod,
 ) -> list[TrendPoint]:
-    deployed: dict[tuple[int, int], int] = defaultdict(int)
-    failed: dict[tuple[int, int], int] = defaultdict(int)
-    leads: dict[tuple[int, int], list[float]] = defaultdict(list)
-    recoveries: dict[tuple[int, int], list[float]] = defaultdict(list)
+    period_of, periods, label = _trend_periods(window, period)
+    deployed: dict[Hashable, int] = defaultdict(int)
+    failed: dict[Hashable, int] = defaultdict(int)
+    leads: dict[Hashable, list[float]] = defaultdict(list)
+    recoveries: dict[Hashable, list[float]] = defaultdict(list)
     for outcome in outcomes:
-        month = _month(outcome.deploy.finished_at)
-        deployed[month] += 1
-        failed[month] += bool(outcome.signals)
+        key = period_of(outcome.deploy.finished_at)
+        deployed[key] += 1
+        failed[key] += bool(outcome.signals)
     for sample in samples:
         if sample.record.recovery_seconds is not None:
-            recoveries[_month(sample.moment)].append(sample.record.recovery_seconds)
+            recoveries[period_of(sample.moment)].append(sample.record.recovery_seconds)
     for record in changes:
-        leads[_month(record.deployed_at)].append(record.lead_time_seconds)
+        leads[period_of(record.deployed_at)].append(record.lead_time_seconds)
     return [
         TrendPoint(
-            f"{month[0]:04d}-{month[1]:02d}",
-            deployed[month],
-            _median(leads[month], definitions.median),
-            failed[month] / deployed[month] if deployed[month] else None,
-            _median(recoveries[month], definitions.median),
+            period,
+            label.format(key),
+            deployed[key],
+            _median(leads[key], definitions.median),
+            failed[key] / deployed[key] if deployed[key] else None,
+            _median(recoveries[key], definitions.median),
         )
-        for month in _months(window)
+        for key in periods
     ]
 
 
 def _metrics(
-    outcomes: Sequence[_Outcome], samples: Sequence[_Sample], window: Window, definitions: DoraDefinitions
+    outcomes: Sequence[_Outcome],
+    samples: Sequence[_Sample],
+    window: Window,
+    definitions: DoraDefinitions,
+    period: TrendPeriod,
 ) -> DoraMetrics:
     changes = _lead_times(outcomes, definitions)
     recoveries = [sample.record for sample in samples]
@@ -1433,7 +1455,7 @@ def _metrics(
         _lead_time(changes, len(outcomes), definitions),
         _failure_rate(outcomes),
         _recovery(recoveries, definitions),
-        tuple(_trend(outcomes, changes, samples, window, definitions)),
+        tuple(_trend(outcomes, changes, samples, window, definitions, period)),
         deployments,
         tuple(changes),
         tuple(recoveries),
@@ -1449,8 +1471,10 @@ def dora_report(
     filters: Filters = NO_FILTERS,
     config: MetricsConfig = DEFAULT_CONFIG,
     definitions: str = "shipscope",
+    trend: TrendPeriod = "month",
 ) -> DoraReport:
-    """The four keys over ``window``, overall and per service, by the named definitions (see the module doc)."""
+    """The four keys over ``window``, overall and per service, by the named definitions (see the module doc), with
+    a ``trend`` by calendar month or by ISO week."""
     chosen = _definitions(definitions)
     environments = _production_environments(store, config, filters)
     recovery_incidents: list[_Incident] = []
@@ -1487,6 +1511,9 @@ def dora_report(
     return DoraReport(
         window,
         chosen,
-        _metrics(outcomes, samples, window, chosen),
-        {name: _metrics(by_service[name], samples_by_service[name], window, chosen) for name in sorted(by_service)},
+        _metrics(outcomes, samples, window, chosen, trend),
+        {
+            name: _metrics(by_service[name], samples_by_service[name], window, chosen, trend)
+            for name in sorted(by_service)
+        },
     )
