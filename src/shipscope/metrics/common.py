@@ -8,9 +8,10 @@ backends); every ratio carries its numerator and denominator; a number with no d
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,6 +139,12 @@ class MetricsConfig:
 NO_FILTERS = Filters()
 DEFAULT_CONFIG = MetricsConfig()
 """Defaults for the metric functions' arguments (a call in a default argument would be evaluated once anyway)."""
+
+
+def matches_any(value: str, patterns: Iterable[str]) -> bool:
+    """Whether ``value`` matches one of the glob ``patterns``, case-insensitively (environment names, …)."""
+    lowered = value.lower()
+    return any(fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
 
 
 def teams_members(config: MetricsConfig, team: str | None) -> Sequence[str] | None:

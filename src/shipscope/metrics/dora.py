@@ -134,7 +134,6 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from fnmatch import fnmatchcase
 from statistics import fmean
 from typing import Any, Literal, NamedTuple
 
@@ -149,6 +148,7 @@ from shipscope.metrics.common import (
     MetricsConfig,
     Window,
     in_window,
+    matches_any,
     teams_members,
 )
 from shipscope.store import Store, schema
@@ -658,17 +658,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _matches(value: str, patterns: Iterable[str]) -> bool:
-    lowered = value.lower()
-    return any(fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
-
-
 def _production_environments(store: Store, config: MetricsConfig, filters: Filters) -> list[str]:
     known = store.query(sa.select(_deployments.c.environment).distinct())
     names = sorted(row["environment"] for row in known)
-    chosen = [name for name in names if _matches(name, config.production_environments)]
+    chosen = [name for name in names if matches_any(name, config.production_environments)]
     if filters.environment is not None:
-        chosen = [name for name in chosen if _matches(name, (filters.environment,))]
+        chosen = [name for name in chosen if matches_any(name, (filters.environment,))]
     return chosen
 
 
@@ -881,7 +876,7 @@ def _load_hotfix_prs(store: Store, pr_keys: sa.Subquery, patterns: Sequence[str]
     )
     found: set[tuple[str, int]] = set()
     for row in rows:
-        labels = [label.lower() for label in _labels(row["labels"])]
+        labels = [label.lower() for label in parse_labels(row["labels"])]
         if row["hotfix_branch"] or any(pattern in label for label in labels for pattern in patterns):
             found.add((row["repo"], row["pr_number"]))
     return found
@@ -901,7 +896,7 @@ def _load_incidents(store: Store, which: sa.ColumnElement[bool], definitions: Do
     excluded = {label.lower() for label in definitions.excluded_incident_labels}
     incidents = []
     for row in rows:
-        labels = _labels(row["labels"])
+        labels = parse_labels(row["labels"])
         if excluded.intersection(label.lower() for label in labels):
             continue
         resolved_at = row["resolved_at"]
@@ -917,7 +912,8 @@ def _load_incidents(store: Store, which: sa.ColumnElement[bool], definitions: Do
     return incidents
 
 
-def _labels(text: str | None) -> tuple[str, ...]:
+def parse_labels(text: str | None) -> tuple[str, ...]:
+    """Stored labels: a JSON list, or one plain label."""
     if not text:
         return ()
     try:

@@ -74,9 +74,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from shipscope.errors import InputError
+from shipscope.metrics.common import DEFAULT_CONFIG, NO_FILTERS, Filters, MetricsConfig, teams_members
+from shipscope.store import Store, schema
 
 __all__ = [
     "GITLAB_KEYWORDS",
@@ -87,6 +90,7 @@ __all__ = [
     "WorkflowLoader",
     "lint_paths",
     "lint_workflow",
+    "stored_complexity",
     "workflow_events",
 ]
 
@@ -613,3 +617,39 @@ def workflow_events(results: Sequence[WorkflowComplexity], repo: str, *, measure
         }
         for result in results
     ]
+
+
+@dataclass(frozen=True)
+class StoredComplexity:
+    repo: str
+    measured_at: datetime
+    measurement: dict[str, Any]
+    """``WorkflowComplexity.to_json()`` as stored."""
+
+
+def stored_complexity(
+    store: Store, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
+) -> tuple[StoredComplexity, ...]:
+    """The latest stored measurement of each repository's workflow files (``repo`` and ``team`` filters), by repo
+    and path."""
+    events = schema.timeline_events
+    rows = store.query(
+        sa.select(events.c.at, events.c.details)
+        .where(events.c.kind == "workflow_complexity", events.c.source == "lint")
+        .order_by(events.c.at)
+    )
+    members = teams_members(config, filters.team)
+    latest: dict[tuple[str, str], StoredComplexity] = {}
+    for row in rows:
+        try:
+            details = json.loads(row["details"] or "")
+        except ValueError:
+            continue  # not written by workflow_events: nothing to show
+        if not isinstance(details, dict) or not isinstance(details.get("repo"), str):
+            continue
+        repo = details.pop("repo")
+        if (filters.repo is not None and repo != filters.repo) or (members is not None and repo not in members):
+            continue
+        at = row["at"] if row["at"].tzinfo is not None else row["at"].replace(tzinfo=UTC)
+        latest[(repo, str(details.get("path")))] = StoredComplexity(repo, at, details)
+    return tuple(latest[key] for key in sorted(latest))
