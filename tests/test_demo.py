@@ -15,6 +15,7 @@ from itertools import islice
 from statistics import median
 from typing import Any
 
+import orjson
 import pytest
 
 from shipscope.demo import DORA_TIERS, PRODUCTION_ENVIRONMENTS, REPOS, SERVICES, TEAMS, generate
@@ -254,7 +255,19 @@ def test_same_arguments_give_the_same_events(events: list[Event]) -> None:
 def test_every_event_is_canonical_and_from_the_demo_source(events: list[Event]) -> None:
     for event in events:
         parse_event(event)
-        assert event["source"] == "demo"
+        # Workflow measurements are stored as `shipscope lint workflows` stores them.
+        expected = "lint" if event.get("kind") == "workflow_complexity" else "demo"
+        assert event["source"] == expected
+
+
+def test_every_repository_has_measured_workflow_files(events: list[Event]) -> None:
+    measured = [orjson.loads(event["details"]) for event in events if event.get("kind") == "workflow_complexity"]
+    assert {details["repo"] for details in measured} == set(REPOS)
+    kinds = {details["repo"]: details["kind"] for details in measured}
+    assert kinds["acme/identity"] == "gitlab" and kinds["acme/payments"] == "github"
+    verdicts = {(details["repo"], details["path"]): details["verdict"] for details in measured}
+    assert verdicts[("acme/mobile-api", ".github/workflows/ci.yml")] == "heavy"
+    assert verdicts[("acme/platform", ".github/workflows/ci.yml")] == "thin"
 
 
 def test_volume_fits_and_scales_with_days(events: list[Event]) -> None:
@@ -454,7 +467,7 @@ def test_incidents_and_timeline(by_type: dict[str, list[Event]]) -> None:
     assert any("infra-only" in i.get("labels", []) for i in incidents)
     caused = [i for i in incidents if "caused_by_deployment_id" in i]
     assert caused and all(i["caused_by_deployment_id"] in deployments for i in caused)
-    assert {"flag_toggle", "infra"} == {t["kind"] for t in by_type["timeline_event"]}
+    assert {"flag_toggle", "infra", "workflow_complexity"} == {t["kind"] for t in by_type["timeline_event"]}
 
 
 # ---- distributions the metrics rely on -------------------------------------------------------------------

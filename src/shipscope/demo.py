@@ -672,6 +672,7 @@ class _World:
         for repo in REPOS:
             yield from _RepoSimulation(self, PROFILES[repo]).events()
         yield from self._operations()
+        yield from _workflow_measurements(dt.datetime.fromtimestamp(self.end, dt.UTC) - dt.timedelta(hours=6))
 
     def next_run_id(self) -> str:
         self.ids.run += self.rng.randint(1, 40)
@@ -1873,3 +1874,90 @@ def _change(repo: str, commit: _Commit) -> Event:
     if commit.deployment_id:
         event["deployment_id"] = commit.deployment_id
     return event
+
+
+# ----- workflow files ----------------------------------------------------------------------------------------------
+
+
+def _github_workflows(profile: RepoProfile) -> dict[str, Any]:
+    """The repository's GitHub Actions workflows, shaped by its jobs: the files ``shipscope lint workflows`` reads."""
+    jobs: dict[str, Any] = {}
+    for spec in profile.jobs:
+        steps: list[dict[str, Any]] = [{"uses": "actions/checkout@v4"}]
+        if spec.cache:
+            steps.append(
+                {
+                    "uses": "actions/cache@v4",
+                    "with": {
+                        "path": "~/.cache",
+                        "key": f"${{{{ runner.os }}}}-{spec.cache}-${{{{ hashFiles('**/*.lock') }}}}",
+                    },
+                }
+            )
+        script = [f"make {spec.name}"] + [f"./ci/{spec.name}-{index}.sh" for index in range(int(spec.work_minutes * 2))]
+        steps.append({"name": spec.work_step, "run": "\n".join(script) + "\n"})
+        steps.extend({"name": name, "run": f"make {name.lower().replace(' ', '-')}\n"} for name in spec.extra_steps)
+        job: dict[str, Any] = {"runs-on": list(spec.runner) if len(spec.runner) > 1 else spec.runner[0], "steps": steps}
+        if spec.main_only:
+            job["if"] = "github.ref == 'refs/heads/main'"
+        jobs[spec.name] = job
+    files = {
+        ".github/workflows/ci.yml": {
+            "name": "ci",
+            "on": {"pull_request": None, "push": {"branches": ["main"]}},
+            "jobs": jobs,
+        }
+    }
+    if profile.nightly:
+        nightly = {name: job for name, job in jobs.items() if name.endswith("tests")}
+        files[".github/workflows/nightly.yml"] = {
+            "name": "nightly",
+            "on": {"schedule": [{"cron": "0 3 * * *"}]},
+            "jobs": nightly,
+        }
+    return files
+
+
+def _gitlab_pipeline(profile: RepoProfile) -> dict[str, Any]:
+    """The repository's ``.gitlab-ci.yml``, shaped by its jobs."""
+    config: dict[str, Any] = {
+        "stages": list(dict.fromkeys(spec.stage for spec in profile.jobs)),
+        ".runner-defaults": {"retry": {"max": 1, "when": ["runner_system_failure"]}, "interruptible": True},
+    }
+    for spec in profile.jobs:
+        job: dict[str, Any] = {
+            "stage": spec.stage,
+            "extends": ".runner-defaults",
+            "tags": list(spec.runner),
+            "script": [f"make {spec.name}"]
+            + [f"./ci/{spec.name}-{index}.sh" for index in range(int(spec.work_minutes * 2))],
+        }
+        if spec.cache:
+            job["cache"] = {"key": spec.cache, "paths": [".cache/"]}
+        if spec.main_only:
+            job["rules"] = [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+        config[spec.name] = job
+    return config
+
+
+def _workflow_measurements(measured_at: dt.datetime) -> Iterator[Event]:
+    """Each repository's workflow files written out and measured as ``shipscope lint workflows --repo`` does."""
+    import tempfile
+    from pathlib import Path
+
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    from shipscope.metrics.workflows import lint_workflow, workflow_events
+
+    for repo in REPOS:
+        profile = PROFILES[repo]
+        files = _github_workflows(profile) if profile.ci == "github" else {".gitlab-ci.yml": _gitlab_pipeline(profile)}
+        with tempfile.TemporaryDirectory() as directory:
+            root = Path(directory)
+            results = []
+            for name, content in files.items():
+                path = root / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(yaml.safe_dump(content, sort_keys=False))
+                results.extend(lint_workflow(path, repo_root=root))
+        yield from workflow_events(results, repo, measured_at=measured_at)
