@@ -22,6 +22,7 @@ run: $(BIN)/shipscope
 
 test: $(VENV)/.test-extras
 	scripts/ensure-postgres.sh
+	scripts/ensure-chromium.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

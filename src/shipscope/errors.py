@@ -6,6 +6,7 @@ ShipscopeError
 │   └── DatabaseBusy   a running server owns the DuckDB file
 ├── InputError         a payload, file or parameter is malformed (HTTP 400)
 │   └── TooLarge       a body exceeds the configured limit (HTTP 413)
+├── NotFound           what a URL names does not exist (HTTP 404)
 ├── AuthError          missing or unknown credentials (HTTP 401)
 │   └── Forbidden      valid credentials without the needed scope (HTTP 403)
 └── RemoteError        a shipscope server answered with an error
@@ -48,6 +49,10 @@ class InputError(ShipscopeError):
 
 class TooLarge(InputError):
     status = 413
+
+
+class NotFound(ShipscopeError):
+    status = 404
 
 
 class AuthError(ShipscopeError):

@@ -1,4 +1,4 @@
-"""The HTTP surface: health, ingest, the event listing API and (for now) a placeholder home page.
+"""The HTTP surface: health, ingest, the event listing and metrics API, and the dashboard (``web.dashboard``).
 
 Handlers parse, call the ingest and store layers, and render; they hold no SQL and no metric logic.
 """
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from shipscope import __version__
@@ -37,10 +37,12 @@ from shipscope.ingest.webhooks import (
 )
 from shipscope.metrics.common import Filters, MetricsConfig, Window
 from shipscope.metrics.reports import run_report
+from shipscope.metrics.thresholds import thresholds_from_table
 from shipscope.store import Store
 from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
 from shipscope.web.bodies import read_body
+from shipscope.web.dashboard import asset_routes, dashboard_router
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         finally:
             if alerting is not None:
                 alerting.cancel()
+                await asyncio.gather(alerting, return_exceptions=True)
             app.state.writer.close()
             if store is None:
                 owned_store.close()
@@ -97,6 +100,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = owned_store
+
+    def check_read(authorization: str | None) -> None:
+        if tokens:
+            authorize(tokens, authorization, "read")
 
     def require(scope: str) -> Callable[[Request], None]:
         def check(request: Request) -> None:
@@ -361,22 +368,34 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
         return {"filters": filters.to_json(), **report}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> str:
-        return _HOME
+    app.include_router(asset_routes())
+    app.include_router(
+        dashboard_router(
+            owned_store,
+            metrics_config,
+            {threshold.name: threshold for threshold in thresholds_from_table(settings.thresholds)},
+            check_read,
+        )
+    )
 
     return app
 
 
 async def _alert_loop(store: Store, settings: Settings) -> None:
-    """Evaluates the thresholds every ``alert_interval_seconds`` and sends what started or cleared."""
+    """Evaluates the thresholds at start (so the dashboard shows current alerts) and then every
+    ``alert_interval_seconds``, and sends what started or cleared."""
     notifier = notifier_for(settings)
     while True:
-        await asyncio.sleep(settings.alert_interval_seconds)
+        evaluation = asyncio.ensure_future(run_in_threadpool(alert_round, store, settings, notifier))
         try:
-            await run_in_threadpool(alert_round, store, settings, notifier)
+            await asyncio.shield(evaluation)
+        except asyncio.CancelledError:
+            # Shutting down: the round's thread finishes before the store it uses is closed.
+            await asyncio.wait([evaluation])
+            raise
         except Exception:  # an alert round must never take the server down; the next round tries again
             log.exception("threshold evaluation failed")
+        await asyncio.sleep(settings.alert_interval_seconds)
 
 
 def _journal_entries(body: bytes) -> list[Delivery]:
@@ -413,12 +432,3 @@ def _parse_body(body: bytes) -> tuple[str, list[Delivery], list[Rejection]]:
     for entry in read_records(records):
         (deliveries if isinstance(entry, Delivery) else rejections).append(entry)  # type: ignore[arg-type]
     return position_name, deliveries, rejections
-
-
-_HOME = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>shipscope</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>shipscope</h1>
-<p>The server is running. The API is described at <a href="/openapi.json">/openapi.json</a>; events are listed at
-<a href="/api/v1/events?type=deployment">/api/v1/events?type=deployment</a>.</p></main></body></html>
-"""

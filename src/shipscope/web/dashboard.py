@@ -1,0 +1,198 @@
+"""The dashboard: server-rendered pages (Jinja2) over the metric functions, charts drawn by Plotly in the browser.
+
+Every asset a page loads comes from this server: the stylesheet and the small script under ``/static/``, and
+Plotly's bundle from the installed ``plotly`` package. Filters live in the URL (a GET form), so a link shows a
+colleague the same view.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from shipscope import __version__
+from shipscope.alerts import STATE_KEY
+from shipscope.errors import AuthError, NotFound, ShipscopeError
+from shipscope.metrics.common import MetricsConfig
+from shipscope.metrics.thresholds import Threshold
+from shipscope.store import Store
+from shipscope.web import pages
+from shipscope.web.format import FILTERS
+
+STATIC = Path(str(files("shipscope.web") / "static"))
+PLOTLY_BUNDLE = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
+ASSET_MAX_AGE = 3600
+
+NAVIGATION = (
+    ("/", "Overview"),
+    ("/pipelines", "Pipelines"),
+    ("/tests", "Tests"),
+    ("/security", "Security"),
+    ("/deployments", "Deployments"),
+    ("/incidents", "Incidents"),
+    ("/devex", "Developer experience"),
+)
+
+_templates = Environment(
+    loader=PackageLoader("shipscope.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_templates.filters.update(FILTERS)
+_templates.globals.update(navigation=NAVIGATION, version=__version__)
+
+
+def render(template: str, context: Mapping[str, Any], status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(context), status_code=status)
+
+
+TOKEN_COOKIE = "shipscope_token"
+
+
+def dashboard_router(
+    store: Store,
+    config: MetricsConfig,
+    thresholds: Mapping[str, Threshold],
+    authorize_read: Callable[[str | None], None],
+) -> APIRouter:
+    """The pages. ``authorize_read`` checks an ``Authorization`` header value for the read scope, as the read API
+    does; a browser signs in once at ``/login`` and sends the token in an HttpOnly cookie instead."""
+    router = APIRouter(include_in_schema=False)
+
+    def check_read(request: Request) -> None:
+        header = request.headers.get("authorization")
+        cookie = request.cookies.get(TOKEN_COOKIE)
+        authorize_read(header if header is not None or cookie is None else f"Bearer {cookie}")
+
+    def page(template: str, path: str, build: Callable[[pages.View], pages.Context], request: Request) -> HTMLResponse:
+        started = time.perf_counter()
+        try:
+            check_read(request)
+            view = pages.View.from_query(request.query_params)
+        except ShipscopeError as error:
+            return _error_page(path, error, request)
+        context: dict[str, Any] = {"path": path, **pages.common(store, view, config)}
+        try:
+            context.update(build(view))
+        except ShipscopeError as error:
+            return _error_page(path, error, request, view)
+        response = render(template, context)
+        response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
+
+    def _error_page(path: str, error: ShipscopeError, request: Request, view: pages.View | None = None) -> HTMLResponse:
+        context = {
+            "path": path,
+            "error": error.message,
+            "hint": error.hint,
+            "view": view,
+            "sign_in": isinstance(error, AuthError),
+            "next": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        }
+        return render("error.html", context, status=error.status)
+
+    def alert_state() -> Mapping[str, Any] | None:
+        stored = store.cursor(STATE_KEY)
+        return orjson.loads(stored) if stored else None
+
+    @router.get("/", response_class=HTMLResponse)
+    async def overview(request: Request) -> HTMLResponse:
+        return await run_in_threadpool(
+            page,
+            "overview.html",
+            "/",
+            lambda view: pages.overview(store, view, config, thresholds, alert_state()),
+            request,
+        )
+
+    def simple(name: str) -> Callable[[Request], Any]:
+        build = pages.PAGES[name]
+
+        async def handler(request: Request) -> HTMLResponse:
+            return await run_in_threadpool(
+                page, f"{name}.html", f"/{name}", lambda view: build(store, view, config), request
+            )
+
+        handler.__name__ = f"{name}_page"
+        return handler
+
+    for name in pages.PAGES:
+        router.add_api_route(f"/{name}", simple(name), methods=["GET"], response_class=HTMLResponse)
+
+    @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
+    async def deployment(request: Request, deployment_id: str) -> HTMLResponse:
+        source = request.query_params.get("source") or None
+
+        def build(view: pages.View) -> pages.Context:
+            context = pages.deployment(store, view, config, deployment_id, source)
+            if context["detail"] is None:
+                raise NotFound(f"no deployment with id {deployment_id!r}" + (f" from {source!r}" if source else ""))
+            return context
+
+        response = await run_in_threadpool(page, "deployment.html", "/deployments", build, request)
+        return response
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request) -> HTMLResponse:
+        return render("login.html", {"path": "/login", "next": _local(request.query_params.get("next"))})
+
+    @router.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
+        target = _local((form.get("next") or ["/"])[0])
+        try:
+            authorize_read(f"Bearer {token}")
+        except ShipscopeError as error:
+            context = {"path": "/login", "next": target, "error": error.message}
+            return render("login.html", context, status=error.status)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    return router
+
+
+def _local(target: str | None) -> str:
+    """A path on this server to go to after signing in; anything else goes home."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def asset_routes() -> APIRouter:
+    """The stylesheet, the page script and Plotly's bundle; open to everyone (they hold no data)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/static/plotly.min.js")
+    def plotly_bundle() -> Response:
+        return FileResponse(
+            PLOTLY_BUNDLE,
+            media_type="text/javascript",
+            headers={"Cache-Control": f"public, max-age={ASSET_MAX_AGE}"},
+        )
+
+    @router.get("/static/{name}")
+    def static(name: str) -> Response:
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            return Response("not found", status_code=404, media_type="text/plain")
+        media = {"css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}.get(path.suffix.lstrip("."))
+        return FileResponse(
+            path,
+            media_type=media or "application/octet-stream",
+            headers={"Cache-Control": f"public, max-age={ASSET_MAX_AGE}"},
+        )
+
+    return router

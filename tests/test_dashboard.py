@@ -1,0 +1,192 @@
+"""The dashboard's pages over HTTP, on DuckDB and PostgreSQL: the numbers are the API's, empty stores and bad
+filters get pages that say what is wrong, and the assets come from shipscope itself."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+from itertools import islice
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from shipscope.config import Settings
+from shipscope.demo import generate
+from shipscope.ingest.generic import read_record
+from shipscope.store import Store
+from shipscope.web.app import create_app
+
+WINDOW = {"since": "2026-10-18", "until": "2026-11-01"}
+PAGES = ("/", "/pipelines", "/tests", "/security", "/deployments", "/incidents", "/devex")
+
+
+@pytest.fixture
+def loaded(db_url: str) -> str:
+    store = Store(db_url)
+    try:
+        events = iter(generate(days=14, seed=7, until=date(2026, 11, 1)))
+        while batch := list(islice(events, 5000)):
+            store.ingest([read_record(0, orjson.dumps(event)) for event in batch])  # type: ignore[misc]
+    finally:
+        store.close()
+    return db_url
+
+
+def _client(db: str, **settings: object) -> TestClient:
+    return TestClient(create_app(Settings(db=db, alert_interval_seconds=0, **settings)))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(loaded: str) -> Iterator[TestClient]:
+    with _client(loaded) as test_client:
+        yield test_client
+
+
+def metric(html: str, name: str) -> str:
+    found = re.search(rf'data-metric="{re.escape(name)}">([^<]*)<', html)
+    assert found, f"no {name} on the page"
+    return found.group(1).strip()
+
+
+def test_every_page_renders_the_window_it_was_asked_for(client: TestClient) -> None:
+    for path in PAGES:
+        page = client.get(path, params=WINDOW)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert page.headers["content-type"].startswith("text/html")
+        assert "window 2026-10-18 00:00 UTC to 2026-11-01 00:00 UTC" in page.text
+        assert "Server-Timing" in page.headers
+
+
+def test_overview_numbers_are_the_api_numbers(client: TestClient) -> None:
+    html = client.get("/", params=WINDOW).text
+    overall = client.get("/api/v1/metrics/dora", params=WINDOW).json()["overall"]
+    failure = overall["change_failure_rate"]
+    assert f"{failure['failed']} failed of {failure['deployments']} deployments" in html
+    frequency = overall["deployment_frequency"]
+    assert metric(html, "Deployment frequency") == f"{frequency['per_week']:.1f} / week"
+    assert f"{frequency['deployments']} deployments on {frequency['deployment_days']} days" in html
+    assert f"tier-{frequency['tier']}" in html
+    # The same view for one service: fewer deployments.
+    service = client.get("/", params={**WINDOW, "service": "payments-api"}).text
+    narrowed = client.get("/api/v1/metrics/dora", params={**WINDOW, "service": "payments-api"}).json()["overall"]
+    assert f"{narrowed['deployment_frequency']['deployments']} deployments on" in service
+    assert narrowed["deployment_frequency"]["deployments"] < frequency["deployments"]
+
+
+def test_definitions_come_from_the_url(client: TestClient) -> None:
+    devlake = client.get("/", params={**WINDOW, "definitions": "devlake"}).text
+    api = client.get("/api/v1/metrics/dora", params={**WINDOW, "definitions": "devlake"}).json()["overall"]
+    assert metric(devlake, "Deployment frequency") == f"{api['deployment_frequency']['per_week']:.1f} / week"
+    assert "<option selected>devlake</option>" in devlake
+    assert "DORA definitions: devlake" in devlake
+
+
+def test_pipelines_and_tests_pages_show_the_report_numbers(client: TestClient) -> None:
+    tests = client.get("/api/v1/metrics/tests", params=WINDOW).json()
+    html = client.get("/tests", params=WINDOW).text
+    flaky = tests["flaky_rate"]
+    assert metric(html, "flaky rate") == f"{flaky['rate'] * 100:.2f}%"
+    assert f"({flaky['flaky_executions']} flaky of {flaky['executions']} executions" in html
+    pipelines = client.get("/api/v1/metrics/pipelines", params=WINDOW).json()
+    page = client.get("/pipelines", params=WINDOW).text
+    figure = re.search(r'id="chart-duration">.*?data-figure="([^"]*)"', page, re.S)
+    assert figure
+    data = orjson.loads(figure.group(1).replace("&#34;", '"').replace("&quot;", '"'))["data"]
+    pr_p95 = next(trace for trace in data if trace["name"] == "PR p95")
+    expected = [round(row["p95"] / 60, 2) for row in pipelines["duration_weeks"] if row["branch_kind"] == "pr"]
+    assert [value for value in pr_p95["y"] if value is not None] == expected
+
+
+def test_deployments_page_lists_and_narrows(client: TestClient) -> None:
+    everything = client.get("/deployments", params=WINDOW).text
+    total = int(metric(everything, "deployments").split()[0])
+    failed = client.get("/deployments", params={**WINDOW, "failure_signal": "any"}).text
+    failed_total = int(metric(failed, "deployments").split()[0])
+    dora = client.get("/api/v1/metrics/dora", params=WINDOW).json()["overall"]
+    assert failed_total == dora["change_failure_rate"]["failed"]
+    assert 0 < failed_total < total
+    link = re.search(r'href="/deployments/([^"?]+)\?([^"]*)"', failed)
+    assert link
+    detail = client.get(f"/deployments/{link.group(1)}", params=WINDOW)
+    assert detail.status_code == 200
+    assert "Failure signals" in detail.text and 'class="signal"' in detail.text
+
+
+def test_empty_store_pages_say_what_to_send(db_url: str) -> None:
+    with _client(db_url) as client:
+        expected = {
+            "/": "No production deployments in this window",
+            "/pipelines": "No pipeline runs in this window",
+            "/tests": "No test results in this window",
+            "/security": "No security scans in this window",
+            "/deployments": "No deployments match",
+            "/incidents": "No incidents in this window",
+            "/devex": "No workflow measurements stored",
+        }
+        for path, text in expected.items():
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert text in page.text, path
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("since=yesterday", "since: expected a duration like 30d"),
+        ("definitions=dora2019", "definitions: expected one of shipscope, devlake"),
+        ("team=ghosts", "unknown team &#39;ghosts&#39;"),
+        ("since=2026-11-02&until=2026-11-01", "the window is empty"),
+    ],
+)
+def test_bad_filters_get_a_page_saying_what_is_wrong(client: TestClient, query: str, message: str) -> None:
+    page = client.get(f"/?{query}")
+    assert page.status_code == 400
+    assert page.headers["content-type"].startswith("text/html")
+    assert message in page.text
+
+
+def test_bad_deployment_filter_and_unknown_deployment(client: TestClient) -> None:
+    page = client.get("/deployments?failure_signal=meteor")
+    assert page.status_code == 400 and "failure_signal: expected one of" in page.text
+    missing = client.get("/deployments/no-such-deployment")
+    assert missing.status_code == 404 and "no deployment with id" in missing.text
+
+
+def test_pages_need_a_read_token_when_tokens_are_set(db_url: str) -> None:
+    with _client(db_url, api_tokens="reader:read writer:ingest") as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/", headers={"Authorization": "Bearer writer"}).status_code == 403
+        assert client.get("/", headers={"Authorization": "Bearer reader"}).status_code == 200
+        signed_out = client.get("/pipelines")
+        assert signed_out.status_code == 401 and 'action="/login"' in signed_out.text
+        wrong = client.post("/login", data={"token": "nope", "next": "/pipelines"}, follow_redirects=False)
+        assert wrong.status_code == 401
+        signed_in = client.post("/login", data={"token": "reader", "next": "/pipelines"}, follow_redirects=False)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/pipelines"
+        cookie = signed_in.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert client.get("/pipelines").status_code == 200
+        # Only a path on this server is followed after signing in.
+        elsewhere = client.post(
+            "/login", data={"token": "reader", "next": "https://evil.example/"}, follow_redirects=False
+        )
+        assert elsewhere.headers["location"] == "/"
+        # Assets hold no data.
+        client.cookies.clear()
+        assert client.get("/static/dashboard.css").status_code == 200
+
+
+def test_assets_are_served_locally(db_url: str) -> None:
+    with _client(db_url) as client:
+        plotly = client.get("/static/plotly.min.js")
+        assert plotly.status_code == 200
+        assert plotly.headers["content-type"].startswith("text/javascript")
+        assert b"plotly.js" in plotly.content[:2000]
+        assert client.get("/static/dashboard.js").status_code == 200
+        assert client.get("/static/..%2Fdashboard.py").status_code == 404
+        assert client.get("/static/missing.css").status_code == 404
+        page = client.get("/").text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert sources and all(source.startswith(("/", "#")) for source in sources), sources
