@@ -247,3 +247,17 @@ def test_upgrade_from_the_first_revision_keeps_the_data(store: Store) -> None:
     store.set_cursor("github:acme/shop:workflow_runs", "page=4")
     assert store.cursor("github:acme/shop:workflow_runs") == "page=4"
     assert store.cursor("nothing") is None
+
+
+def test_analyze_gives_postgresql_statistics_after_a_bulk_load(store: Store) -> None:
+    store.ingest([delivery(run(f"r{number}")) for number in range(50)])
+    store.analyze()
+    if store.dialect != "postgresql":
+        return  # DuckDB keeps its own statistics: nothing to do, and nothing fails
+    with store.connect() as conn:
+        analyzed = conn.execute(
+            sa.text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'pipeline_runs'")
+        ).scalar_one()
+        estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE relname = 'pipeline_runs'")).scalar_one()
+    assert analyzed is not None
+    assert estimate == 50

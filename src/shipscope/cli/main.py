@@ -111,6 +111,7 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
     store = _open_store(settings)
     try:
         yield StoreSink(store)
+        store.analyze()
     finally:
         store.close()
 
@@ -628,6 +629,7 @@ def reprocess(db: DbOption = None) -> None:
     try:
         with stderr.status("reprocessing the journal"):
             report = store.reprocess(decode)
+            store.analyze()
     finally:
         store.close()
     for seq, reason in report.failed[:50]:
