@@ -17,6 +17,7 @@ from shipscope.demo import generate
 from shipscope.ingest.generic import read_record
 from shipscope.store import Store
 from shipscope.web.app import create_app
+from tests.factories import delivery, run
 
 WINDOW = {"since": "2026-10-18", "until": "2026-11-01"}
 PAGES = ("/", "/pipelines", "/tests", "/security", "/deployments", "/incidents", "/devex")
@@ -190,3 +191,60 @@ def test_assets_are_served_locally(db_url: str) -> None:
         page = client.get("/").text
         sources = re.findall(r'(?:src|href)="([^"]+)"', page)
         assert sources and all(source.startswith(("/", "#")) for source in sources), sources
+
+
+def test_pipeline_health_against_thresholds(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        runs = [
+            # Two PR runs of acme/slow: 20 and 40 minutes, p95 39 minutes, over the 15-minute default limit.
+            run(
+                "s1",
+                trigger="pull_request",
+                branch="feature/a",
+                pr_number=1,
+                repo="acme/slow",
+                created_at="2026-03-02T10:00:00Z",
+                started_at="2026-03-02T10:00:00Z",
+                finished_at="2026-03-02T10:20:00Z",
+            ),
+            run(
+                "s2",
+                trigger="pull_request",
+                branch="feature/a",
+                pr_number=1,
+                repo="acme/slow",
+                created_at="2026-03-02T11:00:00Z",
+                started_at="2026-03-02T11:00:00Z",
+                finished_at="2026-03-02T11:40:00Z",
+            ),
+            # acme/fast: 5 minutes, within; its default branch failed once in two runs.
+            run(
+                "f1",
+                trigger="pull_request",
+                branch="feature/b",
+                pr_number=2,
+                repo="acme/fast",
+                created_at="2026-03-02T10:00:00Z",
+                started_at="2026-03-02T10:00:00Z",
+                finished_at="2026-03-02T10:05:00Z",
+            ),
+            run("m1", repo="acme/fast", created_at="2026-03-02T12:00:00Z"),
+            run("m2", "failure", repo="acme/fast", created_at="2026-03-02T13:00:00Z"),
+        ]
+        store.ingest([delivery(event) for event in runs])
+    finally:
+        store.close()
+    with _client(db_url, thresholds={"main_failure_rate": {"limit": 0.6}}) as client:
+        html = client.get("/", params={"since": "2026-03-01", "until": "2026-03-08"}).text
+    cards = re.findall(r'<article class="tile (violated|ok|)">(.*?)</article>', html, re.S)
+    by_title = {re.sub(r"<[^>]+>", "", body).split("\n")[1].strip(): (state, body) for state, body in cards}
+    state, body = by_title["PR build p95 (worst workflow)"]
+    assert state == "violated"
+    assert "39m 00s" in body and "acme/slow · ci" in body and "limit 15m 00s" in body
+    assert "1 of 2 repositories over their limit" in body
+    state, body = by_title["Default-branch failure rate"]
+    # 1 failed of 2 is 50%, under this server's limit of 60%.
+    assert state == "ok" and "50.0%" in body and "1 failed of 2 runs" in body and "limit 60.0%" in body
+    state, body = by_title["Cache hit rate (warm branches)"]
+    assert state == "" and "no cache lookups on warm branches in the window" in body

@@ -174,108 +174,129 @@ def _limit(thresholds: Mapping[str, Threshold], name: str, subject: str) -> floa
     return threshold.limit_for(subject) if threshold is not None else None
 
 
-def _health(store: Store, view: View, config: MetricsConfig, thresholds: Mapping[str, Threshold]) -> list[Context]:
-    """The four pipeline SLIs against their thresholds: the worst subject, and how many cross their limit."""
-    window, filters = view.window, view.filters
-    cards: list[Context] = []
+@dataclass(frozen=True)
+class _Subject:
+    """One repository or runner label under a threshold: its value, and its limit (None: threshold disabled)."""
 
-    pr_rows = [row for row in workflow_durations(store, window, filters, config) if row.branch_kind == "pr"]
-    worst_pr = max(
-        (row for row in pr_rows if row.duration.p95 is not None), key=lambda row: row.duration.p95 or 0, default=None
-    )
-    over = {
-        row.repo
-        for row in pr_rows
-        if row.duration.p95 is not None
-        and (limit := _limit(thresholds, "pr_build_p95", row.repo)) is not None
-        and row.duration.p95 > limit
+    name: str
+    value: float
+    limit: float | None
+    below: bool = False
+    """The threshold is a floor (cache hit rate), not a ceiling."""
+
+    @property
+    def violated(self) -> bool:
+        if self.limit is None:
+            return False
+        return self.value < self.limit if self.below else self.value > self.limit
+
+
+def _card(
+    title: str,
+    value: str,
+    subject: str | None,
+    limit: str | None,
+    subjects: list[_Subject],
+    noun: str,
+    href: str,
+    empty: str,
+) -> Context:
+    over = sum(item.violated for item in subjects)
+    word = "under" if subjects and subjects[0].below else "over"
+    return {
+        "title": title,
+        "value": value,
+        "subject": subject,
+        "limit": limit,
+        "violated": bool(over),
+        "detail": f"{over} of {len(subjects)} {noun} {word} their limit",
+        "no_data": None if subjects else empty,
+        "href": href,
     }
-    cards.append(
-        {
-            "title": "PR build p95 (worst workflow)",
-            "value": duration(worst_pr.duration.p95) if worst_pr else "—",
-            "subject": f"{worst_pr.repo} · {worst_pr.workflow}" if worst_pr else None,
-            "limit": duration(_limit(thresholds, "pr_build_p95", worst_pr.repo)) if worst_pr else None,
-            "violated": bool(over),
-            "detail": f"{len(over)} of {len({row.repo for row in pr_rows})} repositories over their limit",
-            "no_data": None if worst_pr else "no completed pull-request runs in the window",
-            "href": "/pipelines",
-        }
-    )
+
+
+def _health(store: Store, view: View, config: MetricsConfig, thresholds: Mapping[str, Threshold]) -> list[Context]:
+    """The four pipeline SLIs against their thresholds (per repository or runner label, as alerts are): the worst
+    subject or the pooled value, and how many subjects cross their limit."""
+    window, filters = view.window, view.filters
+
+    worst_pr: dict[str, tuple[float, str]] = {}
+    for row in workflow_durations(store, window, filters, config):
+        if row.branch_kind == "pr" and row.duration.p95 is not None:
+            worst_pr[row.repo] = max(worst_pr.get(row.repo, (0.0, "")), (row.duration.p95, row.workflow))
+    pr = [_Subject(repo, p95, _limit(thresholds, "pr_build_p95", repo)) for repo, (p95, _) in worst_pr.items()]
+    slowest = max(pr, key=lambda item: item.value, default=None)
 
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for failure in failure_rates(store, window, filters, config):
-        counts = totals[failure.repo]
-        counts[0] += failure.succeeded
-        counts[1] += failure.failed
-        counts[2] += failure.infra
-    failed = sum(counts[1] for counts in totals.values())
-    completed = sum(counts[0] + counts[1] for counts in totals.values())
-    infra = sum(counts[2] for counts in totals.values())
-    over_failure = {
-        repo
-        for repo, counts in totals.items()
-        if counts[0] + counts[1]
-        and (limit := _limit(thresholds, "main_failure_rate", repo)) is not None
-        and counts[1] / (counts[0] + counts[1]) > limit
-    }
-    cards.append(
-        {
-            "title": "Default-branch failure rate",
-            "value": percent(failed / completed) if completed else "—",
-            "subject": f"{failed} failed of {completed} runs; {infra} infrastructure failures apart",
-            "limit": percent(_limit(thresholds, "main_failure_rate", "")),
-            "violated": bool(over_failure),
-            "detail": f"{len(over_failure)} of {len(totals)} repositories over their limit",
-            "no_data": None if completed else "no completed default-branch runs in the window",
-            "href": "/pipelines#failure-rate",
-        }
-    )
-
-    queues = [queue for queue in queue_times(store, window, filters, config) if queue.queue.p50 is not None]
-    worst_queue = max(queues, key=lambda queue: queue.queue.p50 or 0, default=None)
-    over_queue = [
-        queue
-        for queue in queues
-        if (limit := _limit(thresholds, "queue_median", queue.runner_label)) is not None
-        and (queue.queue.p50 or 0) > limit
+        for index, count in enumerate((failure.succeeded, failure.failed, failure.infra)):
+            totals[failure.repo][index] += count
+    failing = [
+        _Subject(repo, failed / (succeeded + failed), _limit(thresholds, "main_failure_rate", repo))
+        for repo, (succeeded, failed, _) in totals.items()
+        if succeeded + failed
     ]
-    cards.append(
-        {
-            "title": "Queue time median (worst runner label)",
-            "value": duration(worst_queue.queue.p50) if worst_queue else "—",
-            "subject": worst_queue.runner_label if worst_queue else None,
-            "limit": duration(_limit(thresholds, "queue_median", worst_queue.runner_label)) if worst_queue else None,
-            "violated": bool(over_queue),
-            "detail": f"{len(over_queue)} of {len(queues)} runner labels over their limit",
-            "no_data": None if worst_queue else "no started jobs in the window",
-            "href": "/pipelines#queue",
-        }
-    )
+    failed = sum(counts[1] for counts in totals.values())
+    completed = failed + sum(counts[0] for counts in totals.values())
+    infra = sum(counts[2] for counts in totals.values())
+
+    queues = [
+        _Subject(queue.runner_label, queue.queue.p50, _limit(thresholds, "queue_median", queue.runner_label))
+        for queue in queue_times(store, window, filters, config)
+        if queue.queue.p50 is not None
+    ]
+    longest = max(queues, key=lambda item: item.value, default=None)
 
     caches = list(cache_hit_rates(store, window, filters, config))
     hits = sum(cache.hits for cache in caches)
     lookups = sum(cache.hits + cache.misses for cache in caches)
-    over_cache = [
-        cache
+    hit_rates = [
+        _Subject(cache.repo, cache.ratio.rate, _limit(thresholds, "cache_hit_rate", cache.repo), below=True)
         for cache in caches
         if cache.ratio.rate is not None
-        and (limit := _limit(thresholds, "cache_hit_rate", cache.repo)) is not None
-        and cache.ratio.rate < limit
     ]
-    cards.append(
-        {
-            "title": "Cache hit rate (warm branches)",
-            "value": percent(hits / lookups) if lookups else "—",
-            "subject": f"{hits} hits of {lookups} lookups",
-            "limit": percent(_limit(thresholds, "cache_hit_rate", "")),
-            "violated": bool(over_cache),
-            "detail": f"{len(over_cache)} of {len(caches)} repositories under their limit",
-            "no_data": None if lookups else "no cache lookups on warm branches in the window",
-            "href": "/pipelines#cache",
-        }
-    )
-    return cards
+    return [
+        _card(
+            "PR build p95 (worst workflow)",
+            duration(slowest.value) if slowest else "—",
+            f"{slowest.name} · {worst_pr[slowest.name][1]}" if slowest else None,
+            duration(slowest.limit) if slowest and slowest.limit is not None else None,
+            pr,
+            "repositories",
+            "/pipelines",
+            "no completed pull-request runs in the window",
+        ),
+        _card(
+            "Default-branch failure rate",
+            percent(failed / completed) if completed else "—",
+            f"{failed} failed of {completed} runs; {infra} infrastructure failures apart",
+            percent(_limit(thresholds, "main_failure_rate", "")),
+            failing,
+            "repositories",
+            "/pipelines#failure-rate",
+            "no completed default-branch runs in the window",
+        ),
+        _card(
+            "Queue time median (worst runner label)",
+            duration(longest.value) if longest else "—",
+            longest.name if longest else None,
+            duration(longest.limit) if longest and longest.limit is not None else None,
+            queues,
+            "runner labels",
+            "/pipelines#queue",
+            "no started jobs in the window",
+        ),
+        _card(
+            "Cache hit rate (warm branches)",
+            percent(hits / lookups) if lookups else "—",
+            f"{hits} hits of {lookups} lookups",
+            percent(_limit(thresholds, "cache_hit_rate", "")),
+            hit_rates,
+            "repositories",
+            "/pipelines#cache",
+            "no cache lookups on warm branches in the window",
+        ),
+    ]
 
 
 def overview(
