@@ -17,7 +17,7 @@ from shipscope.demo import generate
 from shipscope.ingest.generic import read_record
 from shipscope.store import Store
 from shipscope.web.app import create_app
-from tests.factories import delivery, run
+from tests.factories import delivery, deployment, run
 
 WINDOW = {"since": "2026-10-18", "until": "2026-11-01"}
 PAGES = ("/", "/pipelines", "/tests", "/security", "/deployments", "/incidents", "/devex")
@@ -139,6 +139,9 @@ def test_empty_store_pages_say_what_to_send(db_url: str) -> None:
         ("definitions=dora2019", "definitions: expected one of shipscope, devlake"),
         ("team=ghosts", "unknown team &#39;ghosts&#39;"),
         ("since=2026-11-02&until=2026-11-01", "the window is empty"),
+        ("since=999999999d", "since: 999999999d reaches back before 1970-01-01"),
+        ("since=1d&until=9999-12-31", "the window must lie between 1970-01-01 and 9000-01-01"),
+        ("since=0001-01-01", "the window must lie between"),
     ],
 )
 def test_bad_filters_get_a_page_saying_what_is_wrong(client: TestClient, query: str, message: str) -> None:
@@ -188,9 +191,10 @@ def test_assets_are_served_locally(db_url: str) -> None:
         assert client.get("/static/dashboard.js").status_code == 200
         assert client.get("/static/..%2Fdashboard.py").status_code == 404
         assert client.get("/static/missing.css").status_code == 404
-        page = client.get("/").text
-        sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-        assert sources and all(source.startswith(("/", "#")) for source in sources), sources
+        answer = client.get("/")
+        sources = re.findall(r'(?:src|href)="([^"]+)"', answer.text)
+        assert sources and all(re.match(r"(/[^/]|/$|#)", source) for source in sources), sources
+        assert answer.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self';")
 
 
 def test_pipeline_health_against_thresholds(db_url: str) -> None:
@@ -239,12 +243,81 @@ def test_pipeline_health_against_thresholds(db_url: str) -> None:
         html = client.get("/", params={"since": "2026-03-01", "until": "2026-03-08"}).text
     cards = re.findall(r'<article class="tile (violated|ok|)">(.*?)</article>', html, re.S)
     by_title = {re.sub(r"<[^>]+>", "", body).split("\n")[1].strip(): (state, body) for state, body in cards}
-    state, body = by_title["PR build p95 (worst workflow)"]
+    state, body = by_title["PR build p95 (worst repository)"]
     assert state == "violated"
     assert "39m 00s" in body and "acme/slow · ci" in body and "limit 15m 00s" in body
-    assert "1 of 2 repositories over their limit" in body
+    assert "✗ 1 of 2 repositories over their limit" in body
     state, body = by_title["Default-branch failure rate"]
     # 1 failed of 2 is 50%, under this server's limit of 60%.
     assert state == "ok" and "50.0%" in body and "1 failed of 2 runs" in body and "limit 60.0%" in body
+    assert "✓ every one of 1 repositories within its limit" in body
+    state, body = by_title["Queue time median (worst runner label)"]
+    assert state == "" and "no threshold set" not in body and "no started jobs in the window" in body
     state, body = by_title["Cache hit rate (warm branches)"]
     assert state == "" and "no cache lookups on warm branches in the window" in body
+
+
+def test_health_card_of_a_disabled_threshold_says_so(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        store.ingest([delivery(run("m1", repo="acme/fast", created_at="2026-03-02T12:00:00Z"))])
+    finally:
+        store.close()
+    with _client(db_url, thresholds={"main_failure_rate": {"enabled": False}}) as client:
+        html = client.get("/", params={"since": "2026-03-01", "until": "2026-03-08"}).text
+    card = re.search(
+        r'<article class="tile ">((?:(?!</article>).)*Default-branch failure rate.*?)</article>', html, re.S
+    )
+    assert card and "0.0%" in card.group(1) and "no threshold set" in card.group(1)
+
+
+def test_stored_text_cannot_become_script_or_a_link_elsewhere(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        hostile = deployment(
+            "rel/2026/<b>x</b>",
+            url="javascript:alert(1)",
+            version="<script>alert(1)</script>",
+            started_at="2026-03-02T10:00:00Z",
+            finished_at="2026-03-02T10:05:00Z",
+        )
+        store.ingest([delivery(hostile), delivery(deployment("plain", url="https://deploy.example/plain"))])
+    finally:
+        store.close()
+    with _client(db_url) as client:
+        window = {"since": "2026-02-25", "until": "2026-03-08"}
+        listing = client.get("/deployments", params=window).text
+        assert "<script>alert(1)</script>" not in listing and "&lt;script&gt;" in listing
+        # An id with slashes is one path segment, and opens its page.
+        assert 'href="/deployments/rel%2F2026%2F%3Cb%3Ex%3C%2Fb%3E?' in listing
+        page = client.get("/deployments/rel%2F2026%2F%3Cb%3Ex%3C%2Fb%3E", params=window)
+        assert page.status_code == 200
+        assert "javascript:" not in page.text and "deploy log" not in page.text
+        plain = client.get("/deployments/plain", params=window).text
+        assert 'href="https://deploy.example/plain"' in plain
+
+
+def test_a_filter_value_outside_the_options_survives_the_filter_bar(client: TestClient) -> None:
+    page = client.get("/deployments", params={**WINDOW, "env": "prod*"}).text
+    assert "<option selected>prod*</option>" in page
+    assert (
+        '<input name="until" value="2026-11-01T12:00:00+00:00">'
+        in client.get("/", params={"until": "2026-11-01T12:00:00+00:00"}).text
+    )
+
+
+def test_lists_over_the_api_are_the_pages_lists(client: TestClient) -> None:
+    api = client.get("/api/v1/deployments", params={**WINDOW, "failure_signal": "any"}).json()
+    page = client.get("/deployments", params={**WINDOW, "failure_signal": "any"}).text
+    assert api["total"] == int(metric(page, "deployments").split()[0])
+    assert all(row["failed"] and row["failure_signals"] for row in api["deployments"])
+    first = api["deployments"][0]
+    detail = client.get(f"/api/v1/deployments/{first['id']}", params={"source": first["source"]}).json()
+    assert detail["deployment"]["failure_signals"] == first["failure_signals"]
+    assert client.get("/api/v1/deployments/nope").status_code == 404
+    assert client.get("/api/v1/deployments", params={"failure_signal": "meteor"}).status_code == 400
+    incidents = client.get("/api/v1/incidents", params=WINDOW).json()
+    listed = client.get("/incidents", params=WINDOW).text
+    assert incidents["total"] == int(metric(listed, "incidents").split()[0]) > 0
+    linked = [row for row in incidents["incidents"] if row["deployment_id"]]
+    assert linked and all(row["linked_by"] in ("explicit", "time") for row in linked)

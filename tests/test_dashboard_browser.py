@@ -210,8 +210,9 @@ def test_changing_a_filter_changes_the_numbers(session: Session) -> None:
     before = page.locator(".tile .counts").first.inner_text()
     services = page.locator('select[name="service"] option').all_inner_texts()
     assert "payments-api" in services
+    page.select_option('select[name="service"]', "payments-api")
     with page.expect_navigation(wait_until="networkidle"):
-        page.select_option('select[name="service"]', "payments-api")
+        page.get_by_role("button", name="Apply").click()
     _wait_for_charts(page)
     assert "service=payments-api" in page.url
     after = page.locator(".tile .counts").first.inner_text()
@@ -232,8 +233,12 @@ def test_definitions_preset_changes_the_frequency(session: Session) -> None:
     _visit(session, "/?since=84d")
     page = session.page
     shipscope = _tile_text(page, "Deployment frequency")
+    page.select_option('select[name="definitions"]', "devlake")
+    # From the keyboard: the next stop after the last filter is Apply.
+    page.focus('select[name="definitions"]')
+    page.keyboard.press("Tab")
     with page.expect_navigation(wait_until="networkidle"):
-        page.select_option('select[name="definitions"]', "devlake")
+        page.keyboard.press("Enter")
     _wait_for_charts(page)
     assert "definitions=devlake" in page.url
     assert _tile_text(page, "Deployment frequency") != shipscope
@@ -243,9 +248,9 @@ def test_definitions_preset_changes_the_frequency(session: Session) -> None:
 def test_deployment_link_opens_its_page(session: Session) -> None:
     _visit(session, "/deployments?since=84d&failure_signal=any")
     page = session.page
-    rows = page.locator("tbody tr")
+    rows = page.locator("#deployment-list tbody tr")
     assert rows.count() > 0
-    assert page.locator("tbody tr .signal").count() >= rows.count()
+    assert page.locator("#deployment-list tbody tr .signal").count() >= rows.count()
     link = rows.first.locator("a").first
     with page.expect_navigation(wait_until="networkidle"):
         link.click()
@@ -261,7 +266,7 @@ def test_a_deployment_page_lists_changes_with_lead_times(session: Session) -> No
     # The newest production deployments were measured by DORA: their page lists lead times.
     for index in range(10):
         with page.expect_navigation(wait_until="networkidle"):
-            page.locator("tbody tr a").nth(index).click()
+            page.locator("#deployment-list tbody tr a").nth(index).click()
         if page.locator("[data-lead-time]").count():
             break
         page.go_back(wait_until="networkidle")

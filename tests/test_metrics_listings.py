@@ -161,14 +161,21 @@ def test_first_deployment_changes_have_no_lead_time_and_say_why(loaded: Store) -
 
 
 def test_incidents_newest_first_with_their_deployment(loaded: Store) -> None:
-    rows = incident_list(loaded, WINDOW)
+    listing = incident_list(loaded, WINDOW)
+    rows = listing.rows
     assert [(row.id, row.deployment_id, row.linked_by) for row in rows] == [
         ("i1", "d2", "time"),
         ("i2", "d1", "explicit"),
     ]
     assert rows[0].severity == "SEV2" and rows[0].resolution_seconds == 1800.0
     assert rows[0].recovery_seconds == 1800.0
-    assert incident_list(loaded, WINDOW, Filters(service="search")) == ()
+    assert listing.total == 2
+    assert listing.weeks == ((date(2026, 3, 2), {"SEV2": 1, "unknown": 1}),)
+    assert incident_list(loaded, WINDOW, Filters(service="search")).rows == ()
+    # checkout shipped acme/shop's changes; no service shipped acme/other's.
+    assert incident_list(loaded, WINDOW, Filters(repo="acme/shop")).total == 2
+    assert incident_list(loaded, WINDOW, Filters(repo="acme/other")).total == 0
+    assert [row.id for row in incident_list(loaded, WINDOW, limit=1).rows] == ["i1"]
 
 
 def test_filter_options(loaded: Store) -> None:

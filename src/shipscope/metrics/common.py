@@ -18,6 +18,9 @@ import sqlalchemy as sa
 
 from shipscope.errors import ConfigError, InputError
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Bounds of a window: the Unix epoch, and a year far enough out that week and month arithmetic cannot overflow."""
 _RELATIVE = re.compile(r"^(?P<count>\d+)(?P<unit>[hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
@@ -34,6 +37,10 @@ class Window:
             raise InputError("a window's bounds need a UTC offset")
         if self.since >= self.until:
             raise InputError(f"the window is empty: since {self.since.isoformat()} is not before until")
+        if self.since < EARLIEST or self.until > LATEST:
+            raise InputError(
+                f"the window must lie between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
+            )
 
     @classmethod
     def parse(
@@ -45,7 +52,10 @@ class Window:
         text = since or default
         relative = _RELATIVE.match(text)
         if relative:
-            start = end - int(relative["count"]) * _UNITS[relative["unit"]]
+            try:
+                start = end - int(relative["count"]) * _UNITS[relative["unit"]]
+            except OverflowError:
+                raise InputError(f"since: {text} reaches back before {EARLIEST.date().isoformat()}") from None
         else:
             start = _moment(text, "since")
         return cls(start.astimezone(UTC), end.astimezone(UTC))
@@ -139,6 +149,12 @@ class MetricsConfig:
 NO_FILTERS = Filters()
 DEFAULT_CONFIG = MetricsConfig()
 """Defaults for the metric functions' arguments (a call in a default argument would be evaluated once anyway)."""
+
+
+def monday(moment: datetime) -> date:
+    """The Monday (UTC) of ``moment``'s ISO week."""
+    day = moment.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday())
 
 
 def matches_any(value: str, patterns: Iterable[str]) -> bool:

@@ -149,6 +149,7 @@ from shipscope.metrics.common import (
     Window,
     in_window,
     matches_any,
+    monday,
     teams_members,
 )
 from shipscope.store import Store, schema
@@ -1273,16 +1274,12 @@ def _months(window: Window) -> list[tuple[int, int]]:
     return months
 
 
-def _monday(moment: datetime) -> date:
-    return _week_of(moment.astimezone(UTC).date(), 0)
-
-
 def _trend_periods(window: Window, period: TrendPeriod) -> tuple[Callable[[datetime], Hashable], list[Hashable], str]:
     """How a moment maps to its trend period, the periods overlapping the window, and how a period is labeled."""
     if period == "month":
         return _month, list(_months(window)), "{0[0]:04d}-{0[1]:02d}"
-    first, last = _monday(window.since), _monday(window.until - timedelta(microseconds=1))
-    return _monday, [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)], "{0}"
+    first, last = monday(window.since), monday(window.until - timedelta(microseconds=1))
+    return monday, [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)], "{0}"
 
 
 def _window_dates(window: Window) -> list[date]:

@@ -23,6 +23,7 @@ from shipscope.metrics.common import (
     Window,
     in_window,
     matches_any,
+    monday,
     teams_members,
 )
 from shipscope.metrics.dora import DEFINITIONS, FAILURE_SIGNALS, DeploymentRecord, DoraReport, dora_report, parse_labels
@@ -35,6 +36,7 @@ __all__ = [
     "DeploymentRow",
     "DeploymentWeek",
     "FilterOptions",
+    "IncidentList",
     "IncidentRow",
     "ShippedChange",
     "deployment_detail",
@@ -138,6 +140,17 @@ class ShippedChange:
     lead_time_seconds: float | None
     """None when DORA did not measure it (not a counted deployment, or no earlier production deploy)."""
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "sha": self.sha,
+            "message": self.message,
+            "author": self.author,
+            "authored_at": _iso(self.authored_at),
+            "pr_number": self.pr_number,
+            "lead_time_seconds": self.lead_time_seconds,
+        }
+
 
 @dataclass(frozen=True)
 class DeploymentDetail:
@@ -148,6 +161,15 @@ class DeploymentDetail:
     incidents: tuple[IncidentRow, ...]
     lead_time_reason: str | None
     """Why the changes have no lead times, when they have none."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment.to_json(),
+            "previous": self.previous.to_json() if self.previous is not None else None,
+            "changes": [change.to_json() for change in self.changes],
+            "lead_time_reason": self.lead_time_reason,
+            "incidents": [incident.to_json() for incident in self.incidents],
+        }
 
 
 @dataclass(frozen=True)
@@ -172,6 +194,32 @@ class IncidentRow:
         if self.resolved_at is None:
             return None
         return max(0.0, (self.resolved_at - self.opened_at).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "id": self.id,
+            "service": self.service,
+            "severity": self.severity,
+            "title": self.title,
+            "opened_at": _iso(self.opened_at),
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "resolved_at": _iso(self.resolved_at),
+            "resolution_seconds": self.resolution_seconds,
+            "labels": list(self.labels),
+            "deployment_id": self.deployment_id,
+            "linked_by": self.linked_by,
+            "recovery_seconds": self.recovery_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class IncidentList:
+    rows: tuple[IncidentRow, ...]
+    total: int
+    """How many incidents matched; ``rows`` holds the newest ``LIST_LIMIT``."""
+    weeks: tuple[tuple[date, dict[str, int]], ...]
+    """Every matched incident counted by ISO week (Monday, UTC) of its opening and by severity, oldest first."""
 
 
 @dataclass(frozen=True)
@@ -305,9 +353,7 @@ def _weeks(rows: list[DeploymentRow]) -> tuple[DeploymentWeek, ...]:
         moment = row.finished_at or row.started_at
         if moment is None:
             continue
-        day = moment.astimezone(UTC).date()
-        counts.setdefault(day - timedelta(days=day.weekday()), [0, 0])
-        week = counts[day - timedelta(days=day.weekday())]
+        week = counts.setdefault(monday(moment), [0, 0])
         week[0] += 1
         week[1] += row.failed
     return tuple(DeploymentWeek(week, total, failed) for week, (total, failed) in sorted(counts.items()))
@@ -374,7 +420,7 @@ def deployment_detail(
             incident
             for incident in incident_list(
                 store, window, Filters(service=row["service"]), config, definitions=definitions, dora=dora
-            )
+            ).rows
             if incident.deployment_id == deployment_id
         )
         if window is not None
@@ -438,9 +484,13 @@ def incident_list(
     definitions: str = "shipscope",
     dora: DoraReport | None = None,
     limit: int = LIST_LIMIT,
-) -> tuple[IncidentRow, ...]:
-    """Incidents opened in the window (service and team filters), newest first, each with the deployment it is
-    linked to (named by the incident, else DORA's link by time) and its recovery time as DORA measured it."""
+) -> IncidentList:
+    """Incidents opened in the window, newest first, each with the deployment it is linked to (named by the
+    incident, else DORA's link by time) and its recovery time as DORA measured it.
+
+    ``filters``: service and team; ``repo`` keeps the services that shipped one of the repository's changes in the
+    window, as DORA does. Incidents carry no environment: ``environment`` does not apply.
+    """
     report = dora if dora is not None else dora_report(store, window, filters, config, definitions=definitions)
     linked: dict[str, str] = {}
     for record in report.overall.deployments:
@@ -451,9 +501,9 @@ def incident_list(
         in_window(_incidents.c.opened_at, window),
         *_service_conditions(_incidents.c.service, filters, config),
     ]
-    query = (
-        sa.select(_incidents).where(*conditions).order_by(_incidents.c.opened_at.desc(), _incidents.c.id).limit(limit)
-    )
+    if filters.repo is not None:
+        conditions.append(_incidents.c.service.in_(list(report.services)))
+    query = sa.select(_incidents).where(*conditions).order_by(_incidents.c.opened_at.desc(), _incidents.c.id)
     rows = []
     for row in store.query(query):
         explicit = row["caused_by_deployment_id"]
@@ -474,7 +524,11 @@ def incident_list(
                 recovery_seconds=recovery.get(row["id"]),
             )
         )
-    return tuple(rows)
+    weeks: dict[date, dict[str, int]] = {}
+    for incident in rows:
+        severities = weeks.setdefault(monday(incident.opened_at), {})
+        severities[incident.severity or "unknown"] = severities.get(incident.severity or "unknown", 0) + 1
+    return IncidentList(tuple(rows[:limit]), len(rows), tuple(sorted(weeks.items())))
 
 
 # ----- filter values -----------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from shipscope.metrics.common import (
     Ratio,
     Window,
     in_window,
+    monday,
     percentile_columns,
     teams_members,
 )
@@ -407,8 +408,7 @@ def _run_of_job_exists(jobs: sa.FromClause, filters: Filters, config: MetricsCon
 
 def _week_start(moment: datetime) -> datetime:
     """Midnight UTC of the Monday starting ``moment``'s ISO week (as ``date_trunc('week', …)`` in UTC)."""
-    day = moment.astimezone(UTC).date()
-    return datetime.combine(day - timedelta(days=day.weekday()), time(), UTC)
+    return datetime.combine(monday(moment), time(), UTC)
 
 
 _EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)

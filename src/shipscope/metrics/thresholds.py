@@ -65,6 +65,11 @@ class Threshold:
     def limit_for(self, subject: str) -> float:
         return dict(self.overrides).get(subject, self.limit)
 
+    def crossed_by(self, value: float, subject: str) -> bool:
+        """Whether ``value`` of ``subject`` violates this threshold (its own limit when it has one)."""
+        limit = self.limit_for(subject)
+        return value < limit if self.comparison == "<" else value > limit
+
 
 DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
     Threshold(
@@ -218,12 +223,6 @@ def _human(value: float, unit: Unit) -> str:
     return f"{value:.3g} s"
 
 
-def _crosses(threshold: Threshold, value: float, limit: float) -> bool:
-    if threshold.comparison == "<":
-        return value < limit
-    return value > limit
-
-
 def _limits(
     thresholds: Iterable[Threshold], overrides: Mapping[str, Mapping[str, float]] | None
 ) -> dict[str, Threshold]:
@@ -237,36 +236,34 @@ def _limits(
     return active
 
 
-def evaluate(
+THRESHOLD_NAMES: tuple[str, ...] = tuple(threshold.name for threshold in DEFAULT_THRESHOLDS)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One subject's value of a threshold's metric, with what it comes from."""
+
+    threshold: str
+    subject: str
+    value: float
+    numbers: dict[str, Any]
+    what: str
+    """The value in words, for messages: "the median queue time"."""
+
+
+def measure(
     store: Store,
     window: Window,
     filters: Filters = NO_FILTERS,
     config: MetricsConfig = DEFAULT_CONFIG,
-    thresholds: Iterable[Threshold] = DEFAULT_THRESHOLDS,
-    overrides: Mapping[str, Mapping[str, float]] | None = None,
-) -> list[Violation]:
-    """The violations of ``thresholds`` over ``window``: one per threshold and subject, by threshold then subject.
+    names: Iterable[str] = THRESHOLD_NAMES,
+) -> list[Measurement]:
+    """The value of each named threshold's metric per subject (a repository, or a runner label for queue time),
+    computed through the metric functions; a subject without data has no measurement."""
+    wanted = set(names)
+    found: list[Measurement] = []
 
-    ``overrides`` maps a threshold name to per-subject limits, on top of each threshold's own ``overrides``.
-    Only the metrics some threshold needs are computed.
-    """
-    active = _limits(thresholds, overrides)
-    found: list[Violation] = []
-
-    def check(name: str, subject: str, value: float, numbers: dict[str, Any], what: str) -> None:
-        threshold = active[name]
-        limit = threshold.limit_for(subject)
-        if not _crosses(threshold, value, limit):
-            return
-        shown, allowed = _human(value, threshold.unit), _human(limit, threshold.unit)
-        if threshold.comparison == "up":
-            message = f"{subject}: {what}, up by {shown} (allowed: {allowed})"
-        else:
-            word = "below" if threshold.comparison == "<" else "above"
-            message = f"{subject}: {what} is {shown}, {word} the limit of {allowed}"
-        found.append(Violation(name, subject, value, limit, numbers, message))
-
-    if "pr_build_p95" in active:
+    if "pr_build_p95" in wanted:
         worst: dict[str, Any] = {}
         for row in workflow_durations(store, window, filters, config):
             p95 = row.duration.p95
@@ -276,11 +273,15 @@ def evaluate(
                 worst[row.repo] = row
         for repo, row in sorted(worst.items()):
             numbers = {"workflow": row.workflow, **row.duration.to_json()}
-            check("pr_build_p95", repo, row.duration.p95, numbers, f"the p95 build time of PR runs of {row.workflow}")
+            found.append(
+                Measurement(
+                    "pr_build_p95", repo, row.duration.p95, numbers, f"the p95 build time of PR runs of {row.workflow}"
+                )
+            )
 
-    if "suite_duration" in active or "flaky_rate" in active:
+    if "suite_duration" in wanted or "flaky_rate" in wanted:
         report = tests_report(store, window, filters, config)
-        if "suite_duration" in active:
+        if "suite_duration" in wanted:
             slowest: dict[str, Any] = {}
             for suite in report.suites:
                 if suite.durations.samples and (
@@ -289,17 +290,21 @@ def evaluate(
                     slowest[suite.repo] = suite
             for repo, suite in sorted(slowest.items()):
                 numbers = {"suite": suite.suite, "max_seconds": suite.max_seconds, **suite.durations.to_json()}
-                check("suite_duration", repo, suite.max_seconds, numbers, f"the longest run of suite {suite.suite}")
-        if "flaky_rate" in active:
+                found.append(
+                    Measurement(
+                        "suite_duration", repo, suite.max_seconds, numbers, f"the longest run of suite {suite.suite}"
+                    )
+                )
+        if "flaky_rate" in wanted:
             for rate in sorted(report.flaky_by_repo, key=lambda rate: rate.repo or ""):
                 value = rate.ratio.rate
                 if rate.repo is None or value is None:
                     continue
                 numbers = {**rate.ratio.to_json("flaky_executions", "executions"), "flaky_tests": rate.flaky_tests}
                 what = f"the flaky rate ({rate.ratio.numerator} of {rate.ratio.denominator} test executions)"
-                check("flaky_rate", rate.repo, value, numbers, what)
+                found.append(Measurement("flaky_rate", rate.repo, value, numbers, what))
 
-    if "main_failure_rate" in active:
+    if "main_failure_rate" in wanted:
         totals: dict[str, list[int]] = {}
         for failure in failure_rates(store, window, filters, config):
             counts = totals.setdefault(failure.repo, [0, 0, 0])
@@ -312,24 +317,28 @@ def evaluate(
                 continue
             numbers = {"failed": failed, "completed": completed, "succeeded": succeeded, "infra": infra}
             what = f"the default-branch failure rate ({failed} of {completed} runs)"
-            check("main_failure_rate", repo, failed / completed, numbers, what)
+            found.append(Measurement("main_failure_rate", repo, failed / completed, numbers, what))
 
-    if "queue_median" in active:
+    if "queue_median" in wanted:
         for queue in queue_times(store, window, filters, config):
             if queue.queue.p50 is None:
                 continue
-            check("queue_median", queue.runner_label, queue.queue.p50, queue.queue.to_json(), "the median queue time")
+            found.append(
+                Measurement(
+                    "queue_median", queue.runner_label, queue.queue.p50, queue.queue.to_json(), "the median queue time"
+                )
+            )
 
-    if "cache_hit_rate" in active:
+    if "cache_hit_rate" in wanted:
         for cache in cache_hit_rates(store, window, filters, config):
             value = cache.ratio.rate
             if value is None:
                 continue
             numbers = {**cache.ratio.to_json("hits", "lookups"), "misses": cache.misses}
             what = f"the cache hit rate ({cache.hits} of {cache.hits + cache.misses} lookups)"
-            check("cache_hit_rate", cache.repo, value, numbers, what)
+            found.append(Measurement("cache_hit_rate", cache.repo, value, numbers, what))
 
-    if "critical_findings_up" in active:
+    if "critical_findings_up" in wanted:
         for repo_security in security_report(store, window, filters, config).repos:
             scanned = [week for week in repo_security.weeks if week.scanned and week.open is not None]
             if not scanned:
@@ -348,7 +357,38 @@ def evaluate(
                 f"open CRITICAL findings went from {latest.critical_previous} to {critical} "
                 f"in the week of {latest.week.isoformat()}"
             )
-            check("critical_findings_up", repo_security.repo, float(growth), numbers, what)
+            found.append(Measurement("critical_findings_up", repo_security.repo, float(growth), numbers, what))
+
+    return found
+
+
+def evaluate(
+    store: Store,
+    window: Window,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+    thresholds: Iterable[Threshold] = DEFAULT_THRESHOLDS,
+    overrides: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[Violation]:
+    """The violations of ``thresholds`` over ``window``: one per threshold and subject, by threshold then subject.
+
+    ``overrides`` maps a threshold name to per-subject limits, on top of each threshold's own ``overrides``.
+    Only the metrics some threshold needs are computed.
+    """
+    active = _limits(thresholds, overrides)
+    found: list[Violation] = []
+    for measured in measure(store, window, filters, config, active):
+        threshold = active[measured.threshold]
+        if not threshold.crossed_by(measured.value, measured.subject):
+            continue
+        limit = threshold.limit_for(measured.subject)
+        shown, allowed = _human(measured.value, threshold.unit), _human(limit, threshold.unit)
+        if threshold.comparison == "up":
+            message = f"{measured.subject}: {measured.what}, up by {shown} (allowed: {allowed})"
+        else:
+            word = "below" if threshold.comparison == "<" else "above"
+            message = f"{measured.subject}: {measured.what} is {shown}, {word} the limit of {allowed}"
+        found.append(Violation(threshold.name, measured.subject, measured.value, limit, measured.numbers, message))
 
     order = {name: index for index, name in enumerate(active)}
     found.sort(key=lambda violation: (order[violation.threshold], violation.subject))

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from shipscope import __version__
 from shipscope.alerts import alert_round, notifier_for
 from shipscope.config import Settings
-from shipscope.errors import AuthError, InputError, ShipscopeError
+from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
 from shipscope.ingest.registry import decode
@@ -36,6 +36,13 @@ from shipscope.ingest.webhooks import (
     verify_gitlab_token,
 )
 from shipscope.metrics.common import Filters, MetricsConfig, Window
+from shipscope.metrics.listings import (
+    LIST_LIMIT,
+    DeploymentFilter,
+    deployment_detail,
+    deployment_list,
+    incident_list,
+)
 from shipscope.metrics.reports import run_report
 from shipscope.metrics.thresholds import thresholds_from_table
 from shipscope.store import Store
@@ -368,6 +375,71 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
         return {"filters": filters.to_json(), **report}
 
+    def listing_window(
+        since: str | None, until: str | None, repo: str | None, service: str | None, env: str | None, team: str | None
+    ) -> tuple[Window, Filters]:
+        return Window.parse(since, until), Filters(repo=repo, service=service, environment=env, team=team)
+
+    @app.get("/api/v1/deployments", tags=["metrics"], dependencies=[Depends(require("read"))])
+    def deployments(
+        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
+        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
+        repo: str | None = None,
+        service: str | None = None,
+        env: str | None = None,
+        team: str | None = None,
+        definitions: Annotated[str, Query(description="DORA definitions preset (failure signals).")] = "shipscope",
+        version: Annotated[str | None, Query(description="Substring of the version, any case.")] = None,
+        sha: Annotated[str | None, Query(description="Substring of the commit sha.")] = None,
+        image_digest: Annotated[str | None, Query(description="Substring of the image digest.")] = None,
+        actor: Annotated[str | None, Query(description="Substring of the actor.")] = None,
+        status: str | None = None,
+        kind: Annotated[str | None, Query(description="deploy, rollback or hotfix.")] = None,
+        failure_signal: Annotated[str | None, Query(description="A DORA failure signal, or any.")] = None,
+        limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
+    ) -> dict[str, Any]:
+        """Deployments finished in the window, newest first, with their DORA failure signals: the dashboard's list."""
+        window, filters = listing_window(since, until, repo, service, env, team)
+        narrow = DeploymentFilter(version, sha, image_digest, actor, status, kind, failure_signal)
+        listing = deployment_list(
+            owned_store, window, filters, metrics_config, narrow, definitions=definitions, limit=limit
+        )
+        return {
+            "window": window.to_json(),
+            "filters": {**filters.to_json(), **narrow.to_json()},
+            "total": listing.total,
+            "deployments": [row.to_json() for row in listing.rows],
+        }
+
+    @app.get("/api/v1/deployments/{deployment_id:path}", tags=["metrics"], dependencies=[Depends(require("read"))])
+    def deployment(deployment_id: str, source: str | None = None, definitions: str = "shipscope") -> dict[str, Any]:
+        """One deployment with the changes it shipped and their lead times, its previous deployment and the incidents
+        linked to it."""
+        detail = deployment_detail(owned_store, deployment_id, source, metrics_config, definitions=definitions)
+        if detail is None:
+            raise NotFound(f"no deployment with id {deployment_id!r}" + (f" from {source!r}" if source else ""))
+        return detail.to_json()
+
+    @app.get("/api/v1/incidents", tags=["metrics"], dependencies=[Depends(require("read"))])
+    def incidents(
+        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
+        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
+        repo: str | None = None,
+        service: str | None = None,
+        team: str | None = None,
+        definitions: Annotated[str, Query(description="DORA definitions preset (links by time).")] = "shipscope",
+        limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
+    ) -> dict[str, Any]:
+        """Incidents opened in the window, newest first, each with its linked deployment: the dashboard's list."""
+        window, filters = listing_window(since, until, repo, service, None, team)
+        listing = incident_list(owned_store, window, filters, metrics_config, definitions=definitions, limit=limit)
+        return {
+            "window": window.to_json(),
+            "filters": filters.to_json(),
+            "total": listing.total,
+            "incidents": [row.to_json() for row in listing.rows],
+        }
+
     app.include_router(asset_routes())
     app.include_router(
         dashboard_router(
@@ -375,6 +447,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             metrics_config,
             {threshold.name: threshold for threshold in thresholds_from_table(settings.thresholds)},
             check_read,
+            settings.alert_window,
         )
     )
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-"""Okabe and Ito's colour-blind safe palette."""
+PALETTE = ("#0072B2", "#B86E00", "#007A5A", "#C24A00", "#A6508A", "#3A87B7", "#7F7400", "#000000")
+"""Okabe and Ito's colour-blind safe hues, darkened where needed to reach 3:1 against white."""
 
 Figure = dict[str, Any]
 
@@ -117,6 +117,21 @@ def sparkline(x: Sequence[Any], y: Sequence[float | None], *, percent: bool = Fa
         ],
         "layout": layout,
     }
+
+
+def table(figure: Figure, x_title: str) -> dict[str, Any]:
+    """The figure's numbers as a table, one row per category or period, one column per series (for screen
+    readers and for copying)."""
+    traces = figure["data"]
+    keys: dict[Any, None] = {}
+    values: list[dict[Any, Any]] = []
+    for trace in traces:
+        horizontal = trace.get("orientation") == "h"
+        categories, numbers = (trace["y"], trace["x"]) if horizontal else (trace["x"], trace["y"])
+        keys.update(dict.fromkeys(categories))
+        values.append(dict(zip(categories, numbers, strict=True)))
+    rows = [[key, *("—" if (value := column.get(key)) is None else f"{value:g}" for column in values)] for key in keys]
+    return {"columns": [x_title, *(trace["name"] for trace in traces)], "rows": rows}
 
 
 def points(figure: Figure) -> int:

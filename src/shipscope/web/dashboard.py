@@ -24,6 +24,7 @@ from shipscope import __version__
 from shipscope.alerts import STATE_KEY
 from shipscope.errors import AuthError, NotFound, ShipscopeError
 from shipscope.metrics.common import MetricsConfig
+from shipscope.metrics.listings import FilterOptions, filter_options
 from shipscope.metrics.thresholds import Threshold
 from shipscope.store import Store
 from shipscope.web import pages
@@ -53,11 +54,23 @@ _templates.filters.update(FILTERS)
 _templates.globals.update(navigation=NAVIGATION, version=__version__)
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""Pages load only this server's assets (Plotly sets inline styles on the charts it draws)."""
+
+
 def render(template: str, context: Mapping[str, Any], status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(template).render(context), status_code=status)
+    response = HTMLResponse(_templates.get_template(template).render(context), status_code=status)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 TOKEN_COOKIE = "shipscope_token"
+OPTIONS_SECONDS = 60.0
+"""How long the filter bar's values (repositories, services, environments) are reused before being read again."""
 
 
 def dashboard_router(
@@ -65,10 +78,20 @@ def dashboard_router(
     config: MetricsConfig,
     thresholds: Mapping[str, Threshold],
     authorize_read: Callable[[str | None], None],
+    alert_window: str = "7d",
 ) -> APIRouter:
     """The pages. ``authorize_read`` checks an ``Authorization`` header value for the read scope, as the read API
     does; a browser signs in once at ``/login`` and sends the token in an HttpOnly cookie instead."""
     router = APIRouter(include_in_schema=False)
+
+    cached_options: list[tuple[float, FilterOptions]] = []
+
+    def options() -> FilterOptions:
+        """The filter bar's values, read again at most every OPTIONS_SECONDS (they scan whole tables)."""
+        now = time.monotonic()
+        if not cached_options or now - cached_options[0][0] > OPTIONS_SECONDS:
+            cached_options[:] = [(now, filter_options(store, config))]
+        return cached_options[0][1]
 
     def check_read(request: Request) -> None:
         header = request.headers.get("authorization")
@@ -82,7 +105,7 @@ def dashboard_router(
             view = pages.View.from_query(request.query_params)
         except ShipscopeError as error:
             return _error_page(path, error, request)
-        context: dict[str, Any] = {"path": path, **pages.common(store, view, config)}
+        context: dict[str, Any] = {"path": path, **pages.common(view, options())}
         try:
             context.update(build(view))
         except ShipscopeError as error:
@@ -112,7 +135,7 @@ def dashboard_router(
             page,
             "overview.html",
             "/",
-            lambda view: pages.overview(store, view, config, thresholds, alert_state()),
+            lambda view: pages.overview(store, view, config, thresholds, alert_state(), alert_window),
             request,
         )
 
@@ -130,7 +153,7 @@ def dashboard_router(
     for name in pages.PAGES:
         router.add_api_route(f"/{name}", simple(name), methods=["GET"], response_class=HTMLResponse)
 
-    @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
+    @router.get("/deployments/{deployment_id:path}", response_class=HTMLResponse)
     async def deployment(request: Request, deployment_id: str) -> HTMLResponse:
         source = request.query_params.get("source") or None
 
@@ -140,8 +163,7 @@ def dashboard_router(
                 raise NotFound(f"no deployment with id {deployment_id!r}" + (f" from {source!r}" if source else ""))
             return context
 
-        response = await run_in_threadpool(page, "deployment.html", "/deployments", build, request)
-        return response
+        return await run_in_threadpool(page, "deployment.html", "/deployments", build, request)
 
     @router.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> HTMLResponse:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
+
+from markupsafe import Markup, escape
 
 
 def duration(seconds: float | None) -> str:
@@ -49,11 +52,32 @@ def short_sha(sha: str | None) -> str:
     return (sha or "")[:10]
 
 
+def safe_url(url: str | None) -> str | None:
+    """``url`` when it is an http(s) address, else None: a stored URL must never become a ``javascript:`` link."""
+    if not url:
+        return None
+    return url if urlsplit(url.strip()).scheme.lower() in ("http", "https") else None
+
+
+def path_segment(value: str) -> str:
+    """``value`` quoted as one URL path segment (ids may hold ``/``)."""
+    return quote(value, safe="")
+
+
+def code_spans(text: str) -> Markup:
+    """Escapes ``text`` and shows its `backticked` parts as code."""
+    parts = str(escape(text)).split("`")
+    return Markup("".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts)))
+
+
 FILTERS = {
     "duration": duration,
     "percent": percent,
     "number": number,
     "moment": moment,
     "short_sha": short_sha,
+    "safe_url": safe_url,
+    "segment": path_segment,
+    "code_spans": code_spans,
 }
 """The Jinja filters of the dashboard's templates."""

@@ -9,33 +9,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 
 from shipscope.errors import InputError
-from shipscope.metrics.common import Filters, MetricsConfig, Percentiles, Window
+from shipscope.metrics.common import EARLIEST, Filters, MetricsConfig, Percentiles, Window, monday, teams_members
 from shipscope.metrics.devex import devex_report
 from shipscope.metrics.dora import DEFINITIONS, DoraMetrics, DoraReport, dora_report
 from shipscope.metrics.listings import (
     DeploymentFilter,
+    FilterOptions,
     deployment_detail,
     deployment_list,
-    filter_options,
     incident_list,
 )
 from shipscope.metrics.pipelines import (
-    cache_hit_rates,
-    failure_rates,
     pipeline_report,
-    queue_times,
-    workflow_durations,
 )
 from shipscope.metrics.security import security_report
 from shipscope.metrics.tests import tests_report
-from shipscope.metrics.thresholds import Threshold
+from shipscope.metrics.thresholds import Measurement, Threshold, measure
 from shipscope.metrics.workflows import stored_complexity
 from shipscope.store import Store
 from shipscope.web import charts
@@ -88,25 +84,29 @@ class View:
     @property
     def trend_window(self) -> Window:
         """The twelve ISO weeks ending with the window's last week (the last one up to ``until``)."""
-        last = self.window.until - timedelta(microseconds=1)
-        monday = datetime.combine(
-            last.astimezone(UTC).date() - timedelta(days=last.weekday()), datetime.min.time(), UTC
-        )
-        return Window(monday - timedelta(weeks=TREND_WEEKS - 1), self.window.until)
+        last_week = monday(self.window.until - timedelta(microseconds=1))
+        since = datetime.combine(last_week - timedelta(weeks=TREND_WEEKS - 1), time(), UTC)
+        return Window(max(since, EARLIEST), self.window.until)
 
 
 def figure_json(figure: charts.Figure) -> str:
     return orjson.dumps(figure).decode()
 
 
-def _chart(figure: charts.Figure, title: str, empty: str) -> Context:
-    """A chart for the template: its figure, and the empty state when it has no data points."""
-    return {"title": title, "figure": figure_json(figure), "points": charts.points(figure), "empty": empty}
+def _chart(figure: charts.Figure, title: str, empty: str, x_title: str = "") -> Context:
+    """A chart for the template: its figure, its numbers as a table, and the empty state when it has no points."""
+    return {
+        "title": title,
+        "figure": figure_json(figure),
+        "points": charts.points(figure),
+        "empty": empty,
+        "table": charts.table(figure, x_title),
+    }
 
 
-def common(store: Store, view: View, config: MetricsConfig) -> Context:
+def common(view: View, options: FilterOptions) -> Context:
     """What every page shows: the filter bar's options and the current view."""
-    return {"view": view, "options": filter_options(store, config), "ranges": RANGES}
+    return {"view": view, "options": options, "ranges": RANGES}
 
 
 # ----- overview --------------------------------------------------------------------------------------------------
@@ -169,134 +169,98 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 3600, 2)
 
 
-def _limit(thresholds: Mapping[str, Threshold], name: str, subject: str) -> float | None:
-    threshold = thresholds.get(name)
-    return threshold.limit_for(subject) if threshold is not None else None
-
-
 @dataclass(frozen=True)
-class _Subject:
-    """One repository or runner label under a threshold: its value, and its limit (None: threshold disabled)."""
-
-    name: str
-    value: float
-    limit: float | None
-    below: bool = False
-    """The threshold is a floor (cache hit rate), not a ceiling."""
-
-    @property
-    def violated(self) -> bool:
-        if self.limit is None:
-            return False
-        return self.value < self.limit if self.below else self.value > self.limit
+class _HealthCard:
+    threshold: str
+    title: str
+    anchor: str
+    noun: str
+    empty: str
 
 
-def _card(
-    title: str,
-    value: str,
-    subject: str | None,
-    limit: str | None,
-    subjects: list[_Subject],
-    noun: str,
-    href: str,
-    empty: str,
-) -> Context:
-    over = sum(item.violated for item in subjects)
-    word = "under" if subjects and subjects[0].below else "over"
-    return {
-        "title": title,
-        "value": value,
-        "subject": subject,
-        "limit": limit,
-        "violated": bool(over),
-        "detail": f"{over} of {len(subjects)} {noun} {word} their limit",
-        "no_data": None if subjects else empty,
-        "href": href,
-    }
+HEALTH_CARDS = (
+    _HealthCard(
+        "pr_build_p95",
+        "PR build p95 (worst repository)",
+        "duration-heading",
+        "repositories",
+        "no completed pull-request runs in the window",
+    ),
+    _HealthCard(
+        "main_failure_rate",
+        "Default-branch failure rate",
+        "failure-rate",
+        "repositories",
+        "no completed default-branch runs in the window",
+    ),
+    _HealthCard(
+        "queue_median",
+        "Queue time median (worst runner label)",
+        "queue",
+        "runner labels",
+        "no started jobs in the window",
+    ),
+    _HealthCard(
+        "cache_hit_rate",
+        "Cache hit rate (warm branches)",
+        "cache",
+        "repositories",
+        "no cache lookups on warm branches in the window",
+    ),
+)
 
 
 def _health(store: Store, view: View, config: MetricsConfig, thresholds: Mapping[str, Threshold]) -> list[Context]:
-    """The four pipeline SLIs against their thresholds (per repository or runner label, as alerts are): the worst
-    subject or the pooled value, and how many subjects cross their limit."""
-    window, filters = view.window, view.filters
-
-    worst_pr: dict[str, tuple[float, str]] = {}
-    for row in workflow_durations(store, window, filters, config):
-        if row.branch_kind == "pr" and row.duration.p95 is not None:
-            worst_pr[row.repo] = max(worst_pr.get(row.repo, (0.0, "")), (row.duration.p95, row.workflow))
-    pr = [_Subject(repo, p95, _limit(thresholds, "pr_build_p95", repo)) for repo, (p95, _) in worst_pr.items()]
-    slowest = max(pr, key=lambda item: item.value, default=None)
-
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for failure in failure_rates(store, window, filters, config):
-        for index, count in enumerate((failure.succeeded, failure.failed, failure.infra)):
-            totals[failure.repo][index] += count
-    failing = [
-        _Subject(repo, failed / (succeeded + failed), _limit(thresholds, "main_failure_rate", repo))
-        for repo, (succeeded, failed, _) in totals.items()
-        if succeeded + failed
-    ]
-    failed = sum(counts[1] for counts in totals.values())
-    completed = failed + sum(counts[0] for counts in totals.values())
-    infra = sum(counts[2] for counts in totals.values())
-
-    queues = [
-        _Subject(queue.runner_label, queue.queue.p50, _limit(thresholds, "queue_median", queue.runner_label))
-        for queue in queue_times(store, window, filters, config)
-        if queue.queue.p50 is not None
-    ]
-    longest = max(queues, key=lambda item: item.value, default=None)
-
-    caches = list(cache_hit_rates(store, window, filters, config))
-    hits = sum(cache.hits for cache in caches)
-    lookups = sum(cache.hits + cache.misses for cache in caches)
-    hit_rates = [
-        _Subject(cache.repo, cache.ratio.rate, _limit(thresholds, "cache_hit_rate", cache.repo), below=True)
-        for cache in caches
-        if cache.ratio.rate is not None
-    ]
-    return [
-        _card(
-            "PR build p95 (worst workflow)",
-            duration(slowest.value) if slowest else "—",
-            f"{slowest.name} · {worst_pr[slowest.name][1]}" if slowest else None,
-            duration(slowest.limit) if slowest and slowest.limit is not None else None,
-            pr,
-            "repositories",
-            "/pipelines",
-            "no completed pull-request runs in the window",
-        ),
-        _card(
-            "Default-branch failure rate",
-            percent(failed / completed) if completed else "—",
-            f"{failed} failed of {completed} runs; {infra} infrastructure failures apart",
-            percent(_limit(thresholds, "main_failure_rate", "")),
-            failing,
-            "repositories",
-            "/pipelines#failure-rate",
-            "no completed default-branch runs in the window",
-        ),
-        _card(
-            "Queue time median (worst runner label)",
-            duration(longest.value) if longest else "—",
-            longest.name if longest else None,
-            duration(longest.limit) if longest and longest.limit is not None else None,
-            queues,
-            "runner labels",
-            "/pipelines#queue",
-            "no started jobs in the window",
-        ),
-        _card(
-            "Cache hit rate (warm branches)",
-            percent(hits / lookups) if lookups else "—",
-            f"{hits} hits of {lookups} lookups",
-            percent(_limit(thresholds, "cache_hit_rate", "")),
-            hit_rates,
-            "repositories",
-            "/pipelines#cache",
-            "no cache lookups on warm branches in the window",
-        ),
-    ]
+    """The four pipeline SLIs against their thresholds, measured per subject as the alerts are (``measure``): the
+    worst subject's value, or the pooled rate, and how many subjects cross their limit."""
+    measured: dict[str, list[Measurement]] = defaultdict(list)
+    for measurement in measure(store, view.window, view.filters, config, [card.threshold for card in HEALTH_CARDS]):
+        measured[measurement.threshold].append(measurement)
+    cards = []
+    for card in HEALTH_CARDS:
+        subjects = measured[card.threshold]
+        threshold = thresholds.get(card.threshold)
+        context: Context = {
+            "title": card.title,
+            "href": f"/pipelines{view.query()}#{card.anchor}",
+            "value": "—",
+            "subject": None,
+            "status": None,
+            "violated": False,
+            "limit": None,
+            "no_data": None if subjects else card.empty,
+        }
+        if card.threshold in ("pr_build_p95", "queue_median") and subjects:
+            worst = max(subjects, key=lambda item: item.value)
+            context["value"] = duration(worst.value)
+            workflow = worst.numbers.get("workflow")
+            context["subject"] = f"{worst.subject} · {workflow}" if workflow else worst.subject
+        elif card.threshold == "main_failure_rate" and subjects:
+            failed = sum(item.numbers["failed"] for item in subjects)
+            completed = sum(item.numbers["completed"] for item in subjects)
+            infra = sum(item.numbers["infra"] for item in subjects)
+            context["value"] = percent(failed / completed)
+            context["subject"] = f"{failed} failed of {completed} runs; {infra} infrastructure failures apart"
+        elif card.threshold == "cache_hit_rate" and subjects:
+            hits = sum(item.numbers["hits"] for item in subjects)
+            lookups = sum(item.numbers["lookups"] for item in subjects)
+            context["value"] = percent(hits / lookups)
+            context["subject"] = f"{hits} hits of {lookups} lookups"
+        if threshold is None:
+            context["status"] = "no threshold set"
+        elif subjects:
+            over = [item.subject for item in subjects if threshold.crossed_by(item.value, item.subject)]
+            word = "under" if threshold.comparison == "<" else "over"
+            shown = duration if threshold.unit == "seconds" else percent
+            context["violated"] = bool(over)
+            context["limit"] = shown(threshold.limit) + (" by default" if threshold.overrides else "")
+            context["status"] = (
+                f"✗ {len(over)} of {len(subjects)} {card.noun} {word} their limit"
+                if over
+                else f"✓ every one of {len(subjects)} {card.noun} within its limit"
+            )
+        cards.append(context)
+    return cards
 
 
 def overview(
@@ -305,6 +269,7 @@ def overview(
     config: MetricsConfig,
     thresholds: Mapping[str, Threshold],
     alert_state: Mapping[str, Any] | None,
+    alert_window: str = "7d",
 ) -> Context:
     dora = dora_report(store, view.window, view.filters, config, definitions=view.definitions)
     trend = dora_report(store, view.trend_window, view.filters, config, definitions=view.definitions, trend="week")
@@ -318,16 +283,29 @@ def overview(
     alerts = None
     if alert_state is not None:
         alerts = sorted(
-            alert_state.get("active", {}).values(), key=lambda alert: (alert["threshold"], alert["subject"])
+            (alert for alert in alert_state.get("active", {}).values() if _in_view(alert, view, config, thresholds)),
+            key=lambda alert: (alert["threshold"], alert["subject"]),
         )
     return {
         "tiles": tiles,
         "no_deployments": dora.overall.deployment_frequency.deployments == 0,
         "health": _health(store, view, config, thresholds),
         "alerts": alerts,
+        "alert_window": alert_window,
         "deployments": recent,
         "services": _service_rows(dora),
     }
+
+
+def _in_view(alert: Mapping[str, Any], view: View, config: MetricsConfig, thresholds: Mapping[str, Threshold]) -> bool:
+    """Whether an announced alert concerns the repositories the view is filtered to (runner labels always do)."""
+    threshold = thresholds.get(alert["threshold"])
+    if threshold is not None and threshold.scope != "repo":
+        return True
+    members = teams_members(config, view.filters.team)
+    if members is not None and alert["subject"] not in members:
+        return False
+    return view.filters.repo is None or alert["subject"] == view.filters.repo
 
 
 def _service_rows(dora: DoraReport) -> list[Context]:
@@ -408,11 +386,13 @@ def pipelines(store: Store, view: View, config: MetricsConfig) -> Context:
             charts.line(duration_series, "minutes"),
             "Build duration by week",
             "No completed pull-request or default-branch runs in this window.",
+            x_title="week",
         ),
         "stage_chart": _chart(
             charts.bars(stage_series, "minutes (p50)", stacked=True),
             "Stage p50 by week",
             "No completed steps in this window.",
+            x_title="week",
         ),
         "failure_chart": _chart(
             charts.bars(
@@ -420,14 +400,19 @@ def pipelines(store: Store, view: View, config: MetricsConfig) -> Context:
             ),
             "Default-branch failure rate",
             "No completed default-branch runs in this window.",
+            x_title="workflow",
         ),
         "queue_chart": _chart(
-            charts.bars(queue_series, "minutes"), "Queue time by runner label", "No started jobs in this window."
+            charts.bars(queue_series, "minutes"),
+            "Queue time by runner label",
+            "No started jobs in this window.",
+            x_title="runner label",
         ),
         "cache_chart": _chart(
             charts.bars(cache_series, "hit rate", percent=True),
             "Cache hit rate by repository",
             "No cache lookups on warm branches in this window.",
+            x_title="repository",
         ),
         "slowest": slowest,
         "failures": failures,
@@ -459,11 +444,13 @@ def tests(store: Store, view: View, config: MetricsConfig) -> Context:
             charts.bars(suite_series, "minutes", horizontal=True, height=max(220, 40 + 28 * len(slowest))),
             "Slowest suites",
             "No test results in this window.",
+            x_title="suite",
         ),
         "flaky_chart": _chart(
             charts.bars(flaky_series, "flaky executions", percent=True),
             "Flaky rate by repository",
             "No test executions in this window.",
+            x_title="repository",
         ),
         "slow_seconds": config.slow_suite_seconds,
     }
@@ -472,7 +459,7 @@ def tests(store: Store, view: View, config: MetricsConfig) -> Context:
 # ----- security --------------------------------------------------------------------------------------------------
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-SEVERITY_COLORS = {"critical": "#7d0000", "high": "#D55E00", "medium": "#E69F00", "low": "#56B4E9", "info": "#999999"}
+SEVERITY_COLORS = {"critical": "#7d0000", "high": "#C24A00", "medium": "#B86E00", "low": "#3A87B7", "info": "#6E7781"}
 
 
 def security(store: Store, view: View, config: MetricsConfig) -> Context:
@@ -528,9 +515,13 @@ def security(store: Store, view: View, config: MetricsConfig) -> Context:
             charts.bars(open_series, "open findings", stacked=True),
             "Open findings by severity at each week's last scan",
             "No scans in this window.",
+            x_title="week",
         ),
         "flow_chart": _chart(
-            charts.bars(flow_series, "findings"), "New and fixed findings per week", "No scans in this window."
+            charts.bars(flow_series, "findings"),
+            "New and fixed findings per week",
+            "No scans in this window.",
+            x_title="week",
         ),
         "top_rules": top,
     }
@@ -553,7 +544,10 @@ def deployments(store: Store, view: View, config: MetricsConfig) -> Context:
         Series("with a failure signal", weeks, [week.failed for week in listing.weeks], color=charts.PALETTE[3]),
     ]
     chart = _chart(
-        charts.bars(series, "deployments", stacked=True), "Matching deployments per week", "No deployments match."
+        charts.bars(series, "deployments", stacked=True),
+        "Matching deployments per week",
+        "No deployments match.",
+        x_title="week",
     )
     return {"listing": listing, "narrow": narrow, "weekly_chart": chart}
 
@@ -564,20 +558,19 @@ def deployment(store: Store, view: View, config: MetricsConfig, deployment_id: s
 
 
 def incidents(store: Store, view: View, config: MetricsConfig) -> Context:
-    rows = incident_list(store, view.window, view.filters, config, definitions=view.definitions)
-    by_week: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        day = row.opened_at.astimezone(UTC).date()
-        by_week[(day - timedelta(days=day.weekday())).isoformat()][row.severity or "unknown"] += 1
-    weeks = sorted(by_week)
-    severities = sorted({severity for counts in by_week.values() for severity in counts})
-    series = [Series(severity, weeks, [by_week[week][severity] for week in weeks]) for severity in severities]
+    listing = incident_list(store, view.window, view.filters, config, definitions=view.definitions)
+    weeks = [week.isoformat() for week, _ in listing.weeks]
+    severities = sorted({severity for _, counts in listing.weeks for severity in counts})
+    series = [
+        Series(severity, weeks, [counts.get(severity, 0) for _, counts in listing.weeks]) for severity in severities
+    ]
     chart = _chart(
         charts.bars(series, "incidents", stacked=True),
         "Incidents opened per week, by severity",
         "No incidents in this window.",
+        x_title="week",
     )
-    return {"incidents": rows, "weekly_chart": chart}
+    return {"listing": listing, "weekly_chart": chart}
 
 
 # ----- developer experience --------------------------------------------------------------------------------------
@@ -599,12 +592,16 @@ def devex(store: Store, view: View, config: MetricsConfig) -> Context:
     return {
         "report": report,
         "cycle_chart": _chart(
-            charts.bars(cycle_series, "hours"), "PR cycle time by repository", "No merged pull requests in this window."
+            charts.bars(cycle_series, "hours"),
+            "PR cycle time by repository",
+            "No merged pull requests in this window.",
+            x_title="repository",
         ),
         "feedback_chart": _chart(
             charts.bars(feedback_series, "minutes"),
             "Build feedback and time to green",
             "No pull-request builds in this window.",
+            x_title="repository",
         ),
         "workflows": stored_complexity(store, view.filters, config),
     }

@@ -1,4 +1,4 @@
-// Draws each chart from the figure its element carries, and submits the filter bar when a choice changes.
+// Draws each chart from the figure its element carries, and keeps empty filter fields out of the URL.
 "use strict";
 
 function drawCharts() {
@@ -19,11 +19,6 @@ function enhanceFilters() {
         if (field.name && field.value === "") field.disabled = true;
       }
     });
-    if (form.classList.contains("filters")) {
-      for (const select of form.querySelectorAll("select, input[type=date]")) {
-        select.addEventListener("change", () => form.requestSubmit());
-      }
-    }
   }
 }
 
