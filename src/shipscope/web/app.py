@@ -10,6 +10,7 @@ import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,25 @@ def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse
     if hint:
         content["hint"] = hint
     return ORJSONResponse(content, status_code=status)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The window and filters of a metrics or listing request."""
+
+    window: Window
+    filters: Filters
+
+
+def scope_of(
+    since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
+    until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
+    repo: str | None = None,
+    service: str | None = None,
+    env: Annotated[str | None, Query(description="Environment glob (DORA, deployments).")] = None,
+    team: str | None = None,
+) -> Scope:
+    return Scope(Window.parse(since, until), Filters(repo=repo, service=service, environment=env, team=team))
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -358,36 +378,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @app.get("/api/v1/metrics/{kind}", tags=["metrics"], dependencies=[Depends(require("read"))])
     def metrics(
         kind: Literal["pipelines", "tests", "security", "dora", "devex"],
-        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
-        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
-        repo: str | None = None,
-        service: str | None = None,
-        env: str | None = None,
-        team: str | None = None,
+        scope: Annotated[Scope, Depends(scope_of)],
         definitions: Annotated[str, Query(description="DORA definitions preset.")] = "shipscope",
         explain: Annotated[bool, Query(description="DORA: list what is behind each number.")] = False,
     ) -> dict[str, Any]:
         """A metrics report over the window `[since, until)`, the same JSON as `shipscope report KIND --json`."""
-        window = Window.parse(since, until)
-        filters = Filters(repo=repo, service=service, environment=env, team=team)
         report = run_report(
-            kind, owned_store, window, filters, metrics_config, definitions=definitions, explain=explain
+            kind, owned_store, scope.window, scope.filters, metrics_config, definitions=definitions, explain=explain
         )
-        return {"filters": filters.to_json(), **report}
-
-    def listing_window(
-        since: str | None, until: str | None, repo: str | None, service: str | None, env: str | None, team: str | None
-    ) -> tuple[Window, Filters]:
-        return Window.parse(since, until), Filters(repo=repo, service=service, environment=env, team=team)
+        return {"filters": scope.filters.to_json(), **report}
 
     @app.get("/api/v1/deployments", tags=["metrics"], dependencies=[Depends(require("read"))])
     def deployments(
-        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
-        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
-        repo: str | None = None,
-        service: str | None = None,
-        env: str | None = None,
-        team: str | None = None,
+        scope: Annotated[Scope, Depends(scope_of)],
         definitions: Annotated[str, Query(description="DORA definitions preset (failure signals).")] = "shipscope",
         version: Annotated[str | None, Query(description="Substring of the version, any case.")] = None,
         sha: Annotated[str | None, Query(description="Substring of the commit sha.")] = None,
@@ -399,7 +402,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
     ) -> dict[str, Any]:
         """Deployments finished in the window, newest first, with their DORA failure signals: the dashboard's list."""
-        window, filters = listing_window(since, until, repo, service, env, team)
+        window, filters = scope.window, scope.filters
         narrow = DeploymentFilter(version, sha, image_digest, actor, status, kind, failure_signal)
         listing = deployment_list(
             owned_store, window, filters, metrics_config, narrow, definitions=definitions, limit=limit
@@ -422,16 +425,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @app.get("/api/v1/incidents", tags=["metrics"], dependencies=[Depends(require("read"))])
     def incidents(
-        since: Annotated[str | None, Query(description="30d, 12h, 8w, a date or an RFC 3339 time.")] = None,
-        until: Annotated[str | None, Query(description="A date or an RFC 3339 time; default now.")] = None,
-        repo: str | None = None,
-        service: str | None = None,
-        team: str | None = None,
+        scope: Annotated[Scope, Depends(scope_of)],
         definitions: Annotated[str, Query(description="DORA definitions preset (links by time).")] = "shipscope",
         limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
     ) -> dict[str, Any]:
         """Incidents opened in the window, newest first, each with its linked deployment: the dashboard's list."""
-        window, filters = listing_window(since, until, repo, service, None, team)
+        window, filters = scope.window, scope.filters
         listing = incident_list(owned_store, window, filters, metrics_config, definitions=definitions, limit=limit)
         return {
             "window": window.to_json(),
