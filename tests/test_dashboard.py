@@ -171,12 +171,15 @@ def test_pages_need_a_read_token_when_tokens_are_set(db_url: str) -> None:
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/pipelines"
         cookie = signed_in.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-        assert client.get("/pipelines").status_code == 200
+        assert "Sign out" in client.get("/pipelines").text
         # Only a path on this server is followed after signing in.
         elsewhere = client.post(
             "/login", data={"token": "reader", "next": "https://evil.example/"}, follow_redirects=False
         )
         assert elsewhere.headers["location"] == "/"
+        signed_out = client.get("/logout", follow_redirects=False)
+        assert signed_out.status_code == 303 and signed_out.headers["location"] == "/login"
+        assert client.get("/pipelines").status_code == 401
         # Assets hold no data.
         client.cookies.clear()
         assert client.get("/static/dashboard.css").status_code == 200

@@ -105,7 +105,11 @@ def dashboard_router(
             view = pages.View.from_query(request.query_params)
         except ShipscopeError as error:
             return _error_page(path, error, request)
-        context: dict[str, Any] = {"path": path, **pages.common(view, options())}
+        context: dict[str, Any] = {
+            "path": path,
+            "signed_in": TOKEN_COOKIE in request.cookies,
+            **pages.common(view, options()),
+        }
         try:
             context.update(build(view))
         except ShipscopeError as error:
@@ -181,6 +185,12 @@ def dashboard_router(
             return render("login.html", context, status=error.status)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    @router.get("/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(TOKEN_COOKIE, httponly=True, samesite="strict")
         return response
 
     return router
