@@ -707,26 +707,21 @@ def _load(
     recent = sa.select(_deployments.c.id).where(
         *scope, _deployments.c.status == "success", _deployments.c.finished_at >= window.since
     )
-    shipped = (
-        sa.select(
-            _changes.c.repo,
-            _changes.c.sha,
-            _changes.c.pr_number,
-            _changes.c.message,
-            _changes.c.deployment_id,
-            _changes.c.authored_at,
-        )
-        .where(
-            sa.or_(
-                _changes.c.deployment_id.in_(recent),
-                sa.and_(
-                    _changes.c.deployment_id.is_(None),
-                    _changes.c.sha.in_(recent.with_only_columns(_deployments.c.sha)),
-                ),
-            )
-        )
-        .cte("shipped")
-    )
+    change_columns = [
+        _changes.c.repo,
+        _changes.c.sha,
+        _changes.c.pr_number,
+        _changes.c.message,
+        _changes.c.deployment_id,
+        _changes.c.authored_at,
+    ]
+    # Two disjoint halves rather than one OR, so that each can look its changes up by an index.
+    shipped = sa.union_all(
+        sa.select(*change_columns).where(_changes.c.deployment_id.in_(recent)),
+        sa.select(*change_columns).where(
+            _changes.c.deployment_id.is_(None), _changes.c.sha.in_(recent.with_only_columns(_deployments.c.sha))
+        ),
+    ).cte("shipped")
     pr_keys = (
         sa.select(shipped.c.repo, shipped.c.pr_number)
         .where(shipped.c.pr_number.is_not(None))
@@ -905,11 +900,14 @@ def _load_changes(
 def _hotfix_candidates(pr_keys: sa.Subquery, patterns: Sequence[str]) -> sa.Subquery:
     """The shipped pull requests that may be hotfixes: with CI runs on a hotfix branch (``hotfix_branch``), or with
     a pattern somewhere in their labels' JSON text, which Python then checks label by label."""
-    on_hotfix_branch = sa.exists().where(
-        _runs.c.repo == pr_keys.c.repo,
-        _runs.c.pr_number == pr_keys.c.pr_number,
-        sa.or_(*(sa.func.lower(_runs.c.branch).contains(pattern, autoescape=True) for pattern in patterns)),
+    hotfix_branches = (
+        sa.select(pr_keys.c.repo, pr_keys.c.pr_number)
+        .join(_runs, sa.and_(_runs.c.repo == pr_keys.c.repo, _runs.c.pr_number == pr_keys.c.pr_number))
+        .where(sa.or_(*(sa.func.lower(_runs.c.branch).contains(pattern, autoescape=True) for pattern in patterns)))
+        .distinct()
+        .subquery("hotfix_branches")
     )
+    on_hotfix_branch = hotfix_branches.c.repo.is_not(None)
     labeled = sa.or_(
         *(sa.func.lower(_pull_requests.c.labels).contains(pattern, autoescape=True) for pattern in patterns)
     )
@@ -919,6 +917,9 @@ def _hotfix_candidates(pr_keys: sa.Subquery, patterns: Sequence[str]) -> sa.Subq
             pr_keys.outerjoin(
                 _pull_requests,
                 sa.and_(_pull_requests.c.repo == pr_keys.c.repo, _pull_requests.c.number == pr_keys.c.pr_number),
+            ).outerjoin(
+                hotfix_branches,
+                sa.and_(hotfix_branches.c.repo == pr_keys.c.repo, hotfix_branches.c.pr_number == pr_keys.c.pr_number),
             )
         )
         .where(sa.or_(labeled, on_hotfix_branch))
