@@ -252,7 +252,6 @@ timeline_events = sa.Table(
 
 REPORT_INDEXES: tuple[sa.Index, ...] = (
     sa.Index("ix_pipeline_runs_created_at", pipeline_runs.c.created_at),
-    sa.Index("ix_pipeline_runs_finished_at", pipeline_runs.c.finished_at),
     sa.Index("ix_pipeline_runs_pr", pipeline_runs.c.repo, pipeline_runs.c.pr_number),
     sa.Index("ix_jobs_created_at", jobs.c.created_at),
     sa.Index("ix_jobs_run", jobs.c.source, jobs.c.run_id),

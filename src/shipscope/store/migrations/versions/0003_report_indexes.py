@@ -19,7 +19,6 @@ depends_on = None
 
 INDEXES: tuple[tuple[str, str, list[str]], ...] = (
     ("ix_pipeline_runs_created_at", "pipeline_runs", ["created_at"]),
-    ("ix_pipeline_runs_finished_at", "pipeline_runs", ["finished_at"]),
     ("ix_pipeline_runs_pr", "pipeline_runs", ["repo", "pr_number"]),
     ("ix_jobs_created_at", "jobs", ["created_at"]),
     ("ix_jobs_run", "jobs", ["source", "run_id"]),
