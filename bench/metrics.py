@@ -251,6 +251,20 @@ def load_postgresql(url: str, source: Path, scratch: Path) -> float:
     return time.perf_counter() - started
 
 
+def reuse(url: str) -> float:
+    """Brings a store loaded by an earlier run to the current schema (migrations add their indexes), then
+    refreshes the planner's statistics."""
+    started = time.perf_counter()
+    store = Store(url)
+    try:
+        store.upgrade()
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        store.close()
+    return time.perf_counter() - started
+
+
 def time_reports(url: str, window: Window, repeat: int) -> dict[str, float]:
     store = Store(url)
     config = MetricsConfig()
@@ -291,7 +305,15 @@ def main() -> None:
     parser.add_argument("--skip", choices=["duckdb", "postgresql"], action="append", default=[])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep-pg", action="store_true", help="leave the PostgreSQL database in place")
+    parser.add_argument("--duckdb", type=Path, help="keep the DuckDB store in this file (default: a temporary one)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the data an earlier run left at --duckdb and --pg (with --keep-pg) instead of loading it again",
+    )
     args = parser.parse_args()
+    if args.reuse and args.duckdb is None:
+        parser.error("--reuse needs --duckdb")
 
     sql = generators(args.runs, args.jobs_per_run, args.deployments)
     window = Window(END - timedelta(days=30), END)
@@ -299,8 +321,12 @@ def main() -> None:
     loads: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="shipscope-bench-metrics-") as tmp:
         scratch = Path(tmp)
-        path = scratch / "bench.duckdb"
-        loads["DuckDB"] = _step("generating into DuckDB", lambda: load_duckdb(path, sql))
+        path = args.duckdb or scratch / "bench.duckdb"
+        if args.reuse:
+            loads["DuckDB"] = _step("upgrading the DuckDB store", lambda: reuse(f"duckdb:///{path}"))
+        else:
+            path.unlink(missing_ok=True)
+            loads["DuckDB"] = _step("generating into DuckDB", lambda: load_duckdb(path, sql))
         reader = duckdb.connect(str(path), read_only=True)
         counts = row_counts(reader, list(sql))
         reader.close()
@@ -310,10 +336,15 @@ def main() -> None:
             results["DuckDB"] = time_reports(f"duckdb:///{path}", window, args.repeat)
         if "postgresql" not in args.skip:
             database = sa.make_url(args.pg).database
-            _psql_admin(args.pg, f'DROP DATABASE IF EXISTS "{database}"')
-            _psql_admin(args.pg, f'CREATE DATABASE "{database}"')
             try:
-                loads["PostgreSQL"] = _step("copying into PostgreSQL", lambda: load_postgresql(args.pg, path, scratch))
+                if args.reuse:
+                    loads["PostgreSQL"] = _step("upgrading the PostgreSQL store", lambda: reuse(args.pg))
+                else:
+                    _psql_admin(args.pg, f'DROP DATABASE IF EXISTS "{database}"')
+                    _psql_admin(args.pg, f'CREATE DATABASE "{database}"')
+                    loads["PostgreSQL"] = _step(
+                        "copying into PostgreSQL", lambda: load_postgresql(args.pg, path, scratch)
+                    )
                 print("… timing reports on PostgreSQL", flush=True)
                 results["PostgreSQL"] = time_reports(args.pg, window, args.repeat)
             finally:

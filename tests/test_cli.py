@@ -91,9 +91,9 @@ def test_unsupported_database_url_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_db_upgrade_then_current(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path}/fresh.duckdb"
-    assert "schema at revision 0002 (was None)" in runner.invoke(app, ["db", "upgrade", "--db", url]).stderr
+    assert "schema at revision 0003 (was None)" in runner.invoke(app, ["db", "upgrade", "--db", url]).stderr
     assert "already current" in runner.invoke(app, ["db", "upgrade", "--db", url]).stderr
-    assert runner.invoke(app, ["db", "current", "--db", url]).stdout.strip() == "0002"
+    assert runner.invoke(app, ["db", "current", "--db", url]).stdout.strip() == "0003"
 
 
 def test_reprocess_command(db_url: str, tmp_path: Path) -> None:

@@ -134,11 +134,13 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from statistics import fmean
 from typing import Any, Literal, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.sql.util import ClauseAdapter
 
 from shipscope.errors import InputError
 from shipscope.metrics.common import (
@@ -610,10 +612,11 @@ class _Deploy:
     """Whether a successful production deploy of the service shipped this sha before the loaded stretch."""
     sha_before_in_stream: bool
     """The same, in this deploy's environment."""
+    key: tuple[datetime, str, str] = field(init=False)
+    """The deployment order: (finished_at, id, source); kept, since sorts and binary searches read it often."""
 
-    @property
-    def key(self) -> tuple[datetime, str, str]:
-        return (self.finished_at, self.id, self.source)
+    def __post_init__(self) -> None:
+        self.key = (self.finished_at, self.id, self.source)
 
 
 class _Change(NamedTuple):
@@ -659,6 +662,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _naive_utc(moment: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A stored time as a naive UTC timestamp (sessions are in UTC on both backends), for reads of many rows:
+    DuckDB hands a naive value to Python three times faster than a time-zone-aware one."""
+    return sa.cast(moment, sa.DateTime())
+
+
 def _production_environments(store: Store, config: MetricsConfig, filters: Filters) -> list[str]:
     known = store.query(sa.select(_deployments.c.environment).distinct())
     names = sorted(row["environment"] for row in known)
@@ -697,37 +706,30 @@ def _load(
     recent = sa.select(_deployments.c.id).where(
         *scope, _deployments.c.status == "success", _deployments.c.finished_at >= window.since
     )
-    shipped = (
-        sa.select(
-            _changes.c.repo,
-            _changes.c.sha,
-            _changes.c.pr_number,
-            _changes.c.message,
-            _changes.c.deployment_id,
-            _changes.c.authored_at,
-        )
-        .where(
-            sa.or_(
-                _changes.c.deployment_id.in_(recent),
-                sa.and_(
-                    _changes.c.deployment_id.is_(None),
-                    _changes.c.sha.in_(recent.with_only_columns(_deployments.c.sha)),
-                ),
-            )
-        )
-        .cte("shipped")
-    )
+    change_columns = [
+        _changes.c.repo,
+        _changes.c.sha,
+        _changes.c.pr_number,
+        _changes.c.message,
+        _changes.c.deployment_id,
+        _changes.c.authored_at,
+    ]
+    # Two disjoint halves rather than one OR, so that each can look its changes up by an index.
+    shipped = sa.union_all(
+        sa.select(*change_columns).where(_changes.c.deployment_id.in_(recent)),
+        sa.select(*change_columns).where(
+            _changes.c.deployment_id.is_(None), _changes.c.sha.in_(recent.with_only_columns(_deployments.c.sha))
+        ),
+    ).cte("shipped")
     pr_keys = (
         sa.select(shipped.c.repo, shipped.c.pr_number)
         .where(shipped.c.pr_number.is_not(None))
         .distinct()
         .subquery("pr_keys")
     )
-    changes = _load_changes(store, shipped, pr_keys)
     patterns = [pattern.lower() for pattern in config.hotfix_patterns if pattern]
-    hotfix_prs: set[tuple[str, int]] = set()
-    if patterns and "hotfix" in definitions.failure_signals and any(c.pr_number is not None for c in changes):
-        hotfix_prs = _load_hotfix_prs(store, pr_keys, patterns)
+    with_hotfixes = bool(patterns) and "hotfix" in definitions.failure_signals
+    changes, hotfix_prs = _load_changes(store, shipped, pr_keys, patterns if with_hotfixes else [])
     linked = _incidents.c.caused_by_deployment_id.in_(recent)
     incident_scope = _service_conditions(_incidents.c.service, filters, members)
     opened = sa.and_(in_window(_incidents.c.opened_at, window), *incident_scope)
@@ -754,68 +756,99 @@ def _load_deploys(store: Store, scope: Sequence[sa.ColumnElement[bool]], cutoff:
     rollbacks and hotfixes (their signals count too).
 
     Every question about a counted deployment looks at deploys after ``cutoff`` (the window's start less the
-    failure horizon), but for three about the time before, which window functions over the whole history answer:
-    whether the service deployed before (lead time is measured from a previous deploy), and whether the service or
-    the environment shipped the sha before (the sha-match fallback of changes, the older-sha signal).
+    failure horizon), but for three about the time before, which the successful deploys before ``cutoff`` answer,
+    grouped: whether the service deployed before (lead time is measured from a previous deploy), and whether the
+    service or the environment shipped the sha before (the sha-match fallback of changes, the older-sha signal).
     """
-    success = _deployments.c.status == "success"
-    good_at = sa.case((success, _deployments.c.finished_at))
+    earlier = _deployments.alias("earlier")
+    earlier_scope = [ClauseAdapter(earlier).traverse(condition) for condition in scope]
 
-    def first_good(*partition: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        return sa.func.min(good_at).over(partition_by=list(partition))
-
-    history = (
-        sa.select(
-            _deployments.c.source,
-            _deployments.c.id,
-            _deployments.c.service,
-            _deployments.c.environment,
-            _deployments.c.sha,
-            _deployments.c.finished_at,
-            _deployments.c.status,
-            _deployments.c.kind,
-            _deployments.c.rollback_of,
-            first_good(_deployments.c.service).label("service_first_at"),
-            first_good(_deployments.c.service, _deployments.c.sha).label("service_sha_first_at"),
-            first_good(_deployments.c.service, _deployments.c.environment, _deployments.c.sha).label(
-                "stream_sha_first_at"
-            ),
+    def shipped_before(*keys: str) -> sa.Subquery:
+        columns = [earlier.c[key] for key in keys]
+        return (
+            sa.select(*columns)
+            .where(*earlier_scope, earlier.c.status == "success", earlier.c.finished_at < cutoff)
+            .group_by(*columns)
+            .subquery(f"before_{'_'.join(keys)}")
         )
-        .where(*scope, _deployments.c.finished_at.is_not(None))
-        .subquery("history")
-    )
+
+    service = shipped_before("service")
+    service_sha = shipped_before("service", "sha")
+    stream_sha = shipped_before("service", "environment", "sha")
+    deploys = _deployments
     signal_only = sa.and_(
-        history.c.status != "success",
-        sa.or_(history.c.kind.in_(("rollback", "hotfix")), history.c.rollback_of.is_not(None)),
+        deploys.c.status != "success",
+        sa.or_(deploys.c.kind.in_(("rollback", "hotfix")), deploys.c.rollback_of.is_not(None)),
     )
-    rows = store.query(
-        sa.select(history).where(history.c.finished_at >= cutoff, sa.or_(history.c.status == "success", signal_only))
+    rows = store.query_rows(
+        sa.select(
+            deploys.c.source,
+            deploys.c.id,
+            deploys.c.service,
+            deploys.c.environment,
+            deploys.c.sha,
+            _naive_utc(deploys.c.finished_at),
+            deploys.c.status,
+            deploys.c.kind,
+            deploys.c.rollback_of,
+            service.c.service.is_not(None).label("service_before"),
+            service_sha.c.service.is_not(None).label("sha_before_in_service"),
+            stream_sha.c.service.is_not(None).label("sha_before_in_stream"),
+        )
+        .select_from(
+            deploys.outerjoin(service, service.c.service == deploys.c.service)
+            .outerjoin(
+                service_sha, sa.and_(service_sha.c.service == deploys.c.service, service_sha.c.sha == deploys.c.sha)
+            )
+            .outerjoin(
+                stream_sha,
+                sa.and_(
+                    stream_sha.c.service == deploys.c.service,
+                    stream_sha.c.environment == deploys.c.environment,
+                    stream_sha.c.sha == deploys.c.sha,
+                ),
+            )
+        )
+        .where(*scope, deploys.c.finished_at >= cutoff, sa.or_(deploys.c.status == "success", signal_only))
     )
-
-    def before(moment: datetime | None) -> bool:
-        return moment is not None and _aware(moment) < cutoff
-
     return [
         _Deploy(
-            row["source"],
-            row["id"],
-            row["service"],
-            row["environment"],
-            row["sha"],
-            _utc(row["finished_at"]),
-            row["status"],
-            row["kind"] or "deploy",
-            row["rollback_of"],
-            before(row["service_first_at"]),
-            before(row["service_sha_first_at"]),
-            before(row["stream_sha_first_at"]),
+            source,
+            id,
+            service_name,
+            environment,
+            sha,
+            _utc(finished_at),
+            status,
+            kind or "deploy",
+            rollback_of,
+            bool(service_before),
+            bool(sha_before_in_service),
+            bool(sha_before_in_stream),
         )
-        for row in rows
+        for (
+            source,
+            id,
+            service_name,
+            environment,
+            sha,
+            finished_at,
+            status,
+            kind,
+            rollback_of,
+            service_before,
+            sha_before_in_service,
+            sha_before_in_stream,
+        ) in rows
     ]
 
 
-def _load_changes(store: Store, shipped: sa.CTE, pr_keys: sa.Subquery) -> list[_Change]:
-    """The shipped changes, each with its pull request's first commit time (over all that PR's changes)."""
+def _load_changes(
+    store: Store, shipped: sa.CTE, pr_keys: sa.Subquery, hotfix_patterns: Sequence[str]
+) -> tuple[list[_Change], set[tuple[str, int]]]:
+    """The shipped changes, each with its pull request's first commit time (over all that PR's changes), and, with
+    ``hotfix_patterns``, the shipped pull requests with a hotfix label or with CI runs on a hotfix branch (in the
+    same statement, which reads the shipped changes once)."""
     every = _changes.alias("every_change")
     first_commit = (
         sa.select(every.c.repo, every.c.pr_number, sa.func.min(every.c.authored_at).label("first_authored_at"))
@@ -824,63 +857,73 @@ def _load_changes(store: Store, shipped: sa.CTE, pr_keys: sa.Subquery) -> list[_
         .subquery("first_commit")
     )
     revert_message = sa.case((shipped.c.message.contains(_REVERT_MARK), shipped.c.message))
-    rows = store.query(
+    joined = shipped.outerjoin(
+        first_commit,
+        sa.and_(shipped.c.repo == first_commit.c.repo, shipped.c.pr_number == first_commit.c.pr_number),
+    )
+    hotfix_columns: list[sa.ColumnElement[Any]] = []
+    if hotfix_patterns:
+        candidates = _hotfix_candidates(pr_keys, hotfix_patterns)
+        joined = joined.outerjoin(
+            candidates, sa.and_(candidates.c.repo == shipped.c.repo, candidates.c.pr_number == shipped.c.pr_number)
+        )
+        hotfix_columns = [candidates.c.labels, candidates.c.hotfix_branch]
+    rows = store.query_rows(
         sa.select(
             shipped.c.repo,
             shipped.c.sha,
             shipped.c.pr_number,
             revert_message.label("message"),
             shipped.c.deployment_id,
-            sa.func.coalesce(first_commit.c.first_authored_at, shipped.c.authored_at).label("started_at"),
-            shipped.c.authored_at,
-        ).select_from(
-            shipped.outerjoin(
-                first_commit,
-                sa.and_(shipped.c.repo == first_commit.c.repo, shipped.c.pr_number == first_commit.c.pr_number),
-            )
-        )
+            _naive_utc(sa.func.coalesce(first_commit.c.first_authored_at, shipped.c.authored_at)).label("started_at"),
+            _naive_utc(shipped.c.authored_at).label("authored_at"),
+            *hotfix_columns,
+        ).select_from(joined)
     )
-    return [
-        _Change(
-            row["repo"],
-            row["sha"],
-            row["pr_number"],
-            row["message"],
-            row["deployment_id"],
-            _aware(row["started_at"]),
-            _aware(row["authored_at"]),
-        )
-        for row in rows
-    ]
+    changes = [_Change(row[0], row[1], row[2], row[3], row[4], _aware(row[5]), _aware(row[6])) for row in rows]
+    hotfix_prs: set[tuple[str, int]] = set()
+    if hotfix_patterns:
+        judged: set[tuple[str, int]] = set()
+        for row in rows:
+            key = (row[0], row[2])
+            # A candidate has a hotfix_branch verdict (true or false); the rest are NULL from the outer join.
+            if row[8] is None or key in judged:
+                continue
+            judged.add(key)
+            labels = [label.lower() for label in parse_labels(row[7])]
+            if row[8] or any(pattern in label for label in labels for pattern in hotfix_patterns):
+                hotfix_prs.add(key)
+    return changes, hotfix_prs
 
 
-def _load_hotfix_prs(store: Store, pr_keys: sa.Subquery, patterns: Sequence[str]) -> set[tuple[str, int]]:
-    """The shipped pull requests with a hotfix label, or with CI runs on a hotfix branch."""
-    on_hotfix_branch = sa.exists().where(
-        _runs.c.repo == pr_keys.c.repo,
-        _runs.c.pr_number == pr_keys.c.pr_number,
-        sa.or_(*(sa.func.lower(_runs.c.branch).contains(pattern, autoescape=True) for pattern in patterns)),
+def _hotfix_candidates(pr_keys: sa.Subquery, patterns: Sequence[str]) -> sa.Subquery:
+    """The shipped pull requests that may be hotfixes: with CI runs on a hotfix branch (``hotfix_branch``), or with
+    a pattern somewhere in their labels' JSON text, which Python then checks label by label."""
+    hotfix_branches = (
+        sa.select(pr_keys.c.repo, pr_keys.c.pr_number)
+        .join(_runs, sa.and_(_runs.c.repo == pr_keys.c.repo, _runs.c.pr_number == pr_keys.c.pr_number))
+        .where(sa.or_(*(sa.func.lower(_runs.c.branch).contains(pattern, autoescape=True) for pattern in patterns)))
+        .distinct()
+        .subquery("hotfix_branches")
     )
-    # Labels are JSON text: a pattern inside it marks a candidate, which Python checks label by label.
+    on_hotfix_branch = hotfix_branches.c.repo.is_not(None)
     labeled = sa.or_(
         *(sa.func.lower(_pull_requests.c.labels).contains(pattern, autoescape=True) for pattern in patterns)
     )
-    rows = store.query(
+    return (
         sa.select(pr_keys.c.repo, pr_keys.c.pr_number, _pull_requests.c.labels, on_hotfix_branch.label("hotfix_branch"))
         .select_from(
             pr_keys.outerjoin(
                 _pull_requests,
                 sa.and_(_pull_requests.c.repo == pr_keys.c.repo, _pull_requests.c.number == pr_keys.c.pr_number),
+            ).outerjoin(
+                hotfix_branches,
+                sa.and_(hotfix_branches.c.repo == pr_keys.c.repo, hotfix_branches.c.pr_number == pr_keys.c.pr_number),
             )
         )
         .where(sa.or_(labeled, on_hotfix_branch))
+        .subquery("hotfix_candidates")
     )
-    found: set[tuple[str, int]] = set()
-    for row in rows:
-        labels = [label.lower() for label in parse_labels(row["labels"])]
-        if row["hotfix_branch"] or any(pattern in label for label in labels for pattern in patterns):
-            found.add((row["repo"], row["pr_number"]))
-    return found
 
 
 def _load_incidents(store: Store, which: sa.ColumnElement[bool], definitions: DoraDefinitions) -> list[_Incident]:
@@ -987,7 +1030,7 @@ class _Timeline:
 
     @classmethod
     def build(cls, data: _Data, window: Window) -> _Timeline:
-        good = sorted((deploy for deploy in data.deploys if deploy.status == "success"), key=lambda d: d.key)
+        good = sorted((deploy for deploy in data.deploys if deploy.status == "success"), key=_DEPLOY_ORDER)
         per_service: dict[str, list[_Deploy]] = defaultdict(list)
         per_stream: dict[tuple[str, str], list[_Deploy]] = defaultdict(list)
         by_id: dict[str, list[_Deploy]] = defaultdict(list)
@@ -1226,12 +1269,16 @@ def _truncate(seconds: float, unit: float) -> float:
     return float(math.trunc(seconds / unit) * unit) if unit else seconds
 
 
+_DEPLOY_ORDER = attrgetter("key")
+_CHANGE_ORDER = attrgetter("started_at", "repo", "sha")
+
+
 def _measure(outcome: _Outcome, repo: str | None, definitions: DoraDefinitions) -> list[LeadTimeRecord]:
     if not outcome.measured and definitions.lead_time_needs_previous:
         return []
     deploy = outcome.deploy
     records = []
-    for change in sorted(outcome.shipped, key=lambda c: (c.started_at, c.repo, c.sha)):
+    for change in sorted(outcome.shipped, key=_CHANGE_ORDER):
         if repo is not None and change.repo != repo:
             continue
         if definitions.lead_time_per == "pull_request" and change.pr_number is None:
@@ -1250,9 +1297,10 @@ def _lead_times(outcomes: Sequence[_Outcome], definitions: DoraDefinitions) -> l
     """One record per change (or pull request), at the earliest counted deploy that shipped it."""
     seen: set[tuple[str, str | int | None]] = set()
     records: list[LeadTimeRecord] = []
+    per_pull_request = definitions.lead_time_per == "pull_request"
     for outcome in outcomes:
         for record in outcome.leads:
-            key = (record.repo, record.pr_number if definitions.lead_time_per == "pull_request" else record.sha)
+            key = (record.repo, record.pr_number if per_pull_request else record.sha)
             if key not in seen:
                 seen.add(key)
                 records.append(record)
@@ -1409,8 +1457,12 @@ def _trend(
     for sample in samples:
         if sample.record.recovery_seconds is not None:
             recoveries[period_of(sample.moment)].append(sample.record.recovery_seconds)
+    deployed_at: datetime | None = None
     for record in changes:
-        leads[period_of(record.deployed_at)].append(record.lead_time_seconds)
+        if record.deployed_at is not deployed_at:  # a deployment's records come together and share its time
+            deployed_at = record.deployed_at
+            lead_times = leads[period_of(deployed_at)]
+        lead_times.append(record.lead_time_seconds)
     return [
         TrendPoint(
             period,
@@ -1438,8 +1490,8 @@ def _metrics(
             outcome.deploy.id,
             outcome.deploy.finished_at,
             bool(outcome.signals),
-            tuple(signal for signal in FAILURE_SIGNALS if signal in outcome.signals),
-            tuple(sorted({incident.id for incident in outcome.incidents})),
+            tuple(signal for signal in FAILURE_SIGNALS if signal in outcome.signals) if outcome.signals else (),
+            tuple(sorted({incident.id for incident in outcome.incidents})) if outcome.incidents else (),
         )
         for outcome in outcomes
     )

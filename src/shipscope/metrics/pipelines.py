@@ -587,26 +587,25 @@ def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[in
     outer join's empty side), without looking at steps."""
     steps = _steps
     classes = _class_patterns(config)
-
-    def failed_step_matches(patterns: Sequence[str]) -> sa.ColumnElement[bool]:
-        if not patterns:
-            return sa.false()
-        return sa.exists(
-            sa.select(sa.literal(1)).where(
-                steps.c.source == jobs.c.source,
-                steps.c.job_id == jobs.c.id,
-                steps.c.status == "failure",
-                _sql_matches(steps.c.name, patterns),
-            )
-        )
-
-    return sa.case(
-        (jobs.c.id.is_(None), sa.null()),
-        (_sql_matches(jobs.c.failure_reason, config.infra_failure_patterns), _RANKS["infra"]),
-        *((failed_step_matches(patterns), _RANKS[name]) for name, patterns in classes),
+    # The first class (in the order tried) that any failed step's name matches: the lowest rank over the steps,
+    # each taking its first matching class. One lookup of the job's steps rather than one per class.
+    step_classes = [(_sql_matches(steps.c.name, patterns), _RANKS[name]) for name, patterns in classes if patterns]
+    step_rank = (
+        sa.select(sa.func.min(sa.case(*step_classes, else_=sa.null())))
+        .where(steps.c.source == jobs.c.source, steps.c.job_id == jobs.c.id, steps.c.status == "failure")
+        .scalar_subquery()
+        if step_classes
+        else sa.null()
+    )
+    by_job = sa.case(
         *((_sql_matches(jobs.c.name, patterns), _RANKS[name]) for name, patterns in classes),
         *((_sql_matches(jobs.c.stage, patterns), _RANKS[name]) for name, patterns in classes),
         else_=_RANKS["unknown"],
+    )
+    return sa.case(
+        (jobs.c.id.is_(None), sa.null()),
+        (_sql_matches(jobs.c.failure_reason, config.infra_failure_patterns), _RANKS["infra"]),
+        else_=sa.func.coalesce(step_rank, by_job),
     )
 
 

@@ -14,14 +14,19 @@ DECIMALS = 6
 from run to run, and a report should read the same twice."""
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, DECIMALS)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    return value
+def _round_in_place(shape: dict[str, Any]) -> dict[str, Any]:
+    """Rounds every float in ``shape`` (nested dicts and lists), in place: a report's JSON is built afresh by its
+    ``to_json``, and with ``explain`` it holds hundreds of thousands of values, too many to copy."""
+    pending: list[dict[str, Any] | list[Any]] = [shape]
+    while pending:
+        node = pending.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, float):
+                node[key] = round(item, DECIMALS)  # type: ignore[index]
+            elif isinstance(item, dict | list):
+                pending.append(item)
+    return shape
 
 
 def run_report(
@@ -35,10 +40,7 @@ def run_report(
     explain: bool = False,
 ) -> dict[str, Any]:
     """The JSON of one report (DESIGN.md §3); ``definitions`` and ``explain`` apply to DORA."""
-    report: dict[str, Any] = _rounded(
-        _report(kind, store, window, filters, config, definitions=definitions, explain=explain)
-    )
-    return report
+    return _round_in_place(_report(kind, store, window, filters, config, definitions=definitions, explain=explain))
 
 
 def _report(

@@ -196,9 +196,9 @@ def tests_report(
     (pattern, owners) rules as ``parse_codeowners`` returns them; the last rule matching a test's file wins.
     """
     rules = _rules(codeowners)
-    executions = _executions(window, filters, config)
-
-    totals = store.query(_totals(executions))
+    parts: dict[str, list[dict[str, Any]]] = {"suite": [], "flaky": [], "unattributed": []}
+    for row in store.query(_report_rows(window, filters, config)):
+        parts[row["part"]].append(row)
 
     suites = tuple(
         SuiteDuration(
@@ -208,12 +208,17 @@ def tests_report(
             max_seconds=float(row["max_seconds"]),
             slow_executions=int(row["slow_executions"]),
         )
-        for row in store.query(_suite_durations(executions, config.slow_suite_seconds))
+        for row in parts["suite"]
     )
+    test_cases: Counter[str] = Counter()
+    executed: Counter[str] = Counter()
+    for row in parts["suite"]:
+        test_cases[row["repo"]] += int(row["test_cases"])
+        executed[row["repo"]] += int(row["executions"])
 
     quarantine_days = timedelta(days=config.flaky_quarantine_days)
     quarantine: list[FlakyTest] = []
-    for row in store.query(_flaky_tests(_flake_marks(executions))):
+    for row in parts["flaky"]:
         last_flake = _utc(row["last_flake"])
         expires_at = last_flake + quarantine_days
         owners = owner_for(row["file"], rules) if row["file"] else None
@@ -241,12 +246,7 @@ def tests_report(
     for test in quarantine:
         flaky_executions[test.repo] += test.flaky_executions
     flaky_by_repo = tuple(
-        FlakyRate(
-            Ratio(flaky_executions[row["repo"]], int(row["executions"])),
-            flaky_tests[row["repo"]],
-            row["repo"],
-        )
-        for row in totals
+        FlakyRate(Ratio(flaky_executions[repo], executed[repo]), flaky_tests[repo], repo) for repo in sorted(test_cases)
     )
     flaky = FlakyRate(
         Ratio(
@@ -259,8 +259,8 @@ def tests_report(
     return TestReport(
         window=window,
         filters=filters,
-        test_cases=sum(int(row["test_cases"]) for row in totals),
-        unattributed=int(store.query(_unattributed())[0]["test_cases"]),
+        test_cases=sum(test_cases.values()),
+        unattributed=int(parts["unattributed"][0]["test_cases"]),
         suites=suites,
         flaky=flaky,
         flaky_by_repo=flaky_by_repo,
@@ -277,143 +277,210 @@ tests_report.__test__ = False  # type: ignore[attr-defined]  # its name starts w
 _CASE_COLUMNS = ("job_id", "suite", "classname", "name", "file", "attempt", "duration_seconds", "outcome")
 
 
-def _resolved_cases() -> sa.Subquery:
-    """Each test case with the run it names: (run_source, run_key, run_attempt).
+def _window_runs(window: Window, filters: Filters, config: MetricsConfig) -> sa.CTE:
+    """One row per run (source, id) with an attempt created in the window: its first attempt, how many attempts it
+    has, and its repository, commit and first creation over all attempts; the repo and team filters applied.
 
-    Two paths, each a plain equi-join (so neither backend's planner has to join on an expression): a case's own
-    ``run_id`` (with its job's attempt when the job belongs to that run), or, without one, its job's run.
+    A case's moment is the created_at of one of its run's attempts, so only runs with an attempt in the window can
+    hold a case in the window: the grouping runs over those, not over every run in the store.
     """
-    cases = schema.test_cases
-    job = schema.jobs.alias("job")
-    own = [cases.c[name] for name in _CASE_COLUMNS]
-    by_run_id = (
-        sa.select(
-            *own,
-            cases.c.source.label("run_source"),
-            cases.c.run_id.label("run_key"),
-            job.c.attempt.label("run_attempt"),
-        )
-        .select_from(
-            cases.outerjoin(
-                job,
-                sa.and_(job.c.source == cases.c.source, job.c.id == cases.c.job_id, job.c.run_id == cases.c.run_id),
-            )
-        )
-        .where(cases.c.run_id.is_not(None))
-    )
-    by_job = (
-        sa.select(
-            *own,
-            job.c.source.label("run_source"),
-            job.c.run_id.label("run_key"),
-            job.c.attempt.label("run_attempt"),
-        )
-        .select_from(cases.join(job, sa.and_(job.c.source == cases.c.source, job.c.id == cases.c.job_id)))
-        .where(cases.c.run_id.is_(None))
-    )
-    return sa.union_all(by_run_id, by_job).subquery("resolved_cases")
-
-
-def _runs() -> sa.Subquery:
-    """One row per run (source, id): its first attempt, repository, commit and first creation."""
     runs = schema.pipeline_runs
-    return (
+    in_range = schema.pipeline_runs.alias("in_range")
+    known = (
         sa.select(
             runs.c.source,
             runs.c.id,
             sa.func.min(runs.c.attempt).label("first_attempt"),
+            sa.func.count().label("attempts"),
             sa.func.min(runs.c.repo).label("repo"),
             sa.func.min(runs.c.sha).label("sha"),
             sa.func.min(runs.c.created_at).label("created_at"),
         )
+        .where(
+            sa.exists().where(
+                in_range.c.source == runs.c.source,
+                in_range.c.id == runs.c.id,
+                in_window(in_range.c.created_at, window),
+            )
+        )
         .group_by(runs.c.source, runs.c.id)
-        .subquery("known_runs")
+        .subquery("grouped_runs")
     )
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.repo is not None:
+        conditions.append(known.c.repo == filters.repo)
+    members = teams_members(config, filters.team)
+    if members is not None:
+        conditions.append(known.c.repo.in_(list(members)))
+    return sa.select(known).where(*conditions).cte("known_runs")
 
 
 def _executions(window: Window, filters: Filters, config: MetricsConfig) -> sa.CTE:
     """Every attributed test case in the window and filters, with its run's repo, sha and created_at.
 
     The run attempt is the job's when known, else the run's first; its created_at and sha are that attempt's.
+    Three paths, each of plain equi-joins: a case naming a run with one attempt (the common case: that attempt is
+    the run's, whatever the job says, so the jobs table is not read); a case naming a re-run run (with its job's
+    attempt when the job belongs to that run); a case naming no run (through its job's run).
     """
-    resolved = _resolved_cases()
-    known = _runs()
+    cases, job = schema.test_cases, schema.jobs.alias("job")
+    known = _window_runs(window, filters, config)
     attempt = schema.pipeline_runs.alias("run_attempt")
-    joined = resolved.join(
-        known, sa.and_(known.c.source == resolved.c.run_source, known.c.id == resolved.c.run_key)
-    ).outerjoin(
-        attempt,
-        sa.and_(
-            attempt.c.source == known.c.source,
-            attempt.c.id == known.c.id,
-            attempt.c.attempt == sa.func.coalesce(resolved.c.run_attempt, known.c.first_attempt),
-        ),
-    )
-    created_at = sa.func.coalesce(attempt.c.created_at, known.c.created_at)
-    conditions: list[sa.ColumnElement[bool]] = [in_window(created_at, window)]
-    if filters.repo is not None:
-        conditions.append(known.c.repo == filters.repo)
-    members = teams_members(config, filters.team)
-    if members is not None:
-        conditions.append(known.c.repo.in_(list(members)))
-    return (
-        sa.select(
+    own = [cases.c[name] for name in _CASE_COLUMNS]
+
+    def execution(
+        sha: sa.ColumnElement[Any], created_at: sa.ColumnElement[Any], run_source: sa.ColumnElement[Any]
+    ) -> list[sa.ColumnElement[Any]]:
+        return [
             known.c.repo,
-            # A run's attempts re-run one commit; a missing attempt row falls back to the first attempt's.
-            sa.func.coalesce(attempt.c.sha, known.c.sha).label("sha"),
+            sha.label("sha"),
             created_at.label("created_at"),
-            resolved.c.run_source,
-            resolved.c.run_key.label("run_id"),
-            *(resolved.c[name] for name in _CASE_COLUMNS),
-        )
-        .select_from(joined)
-        .where(*conditions)
-        .cte("test_executions")
+            run_source.label("run_source"),
+            known.c.id.label("run_id"),
+            *own,
+        ]
+
+    # A missing attempt row falls back to the run's first attempt (a run's attempts re-run one commit).
+    sha = sa.func.coalesce(attempt.c.sha, known.c.sha)
+    created_at = sa.func.coalesce(attempt.c.created_at, known.c.created_at)
+    names_run = sa.and_(known.c.source == cases.c.source, known.c.id == cases.c.run_id)
+    single = (
+        sa.select(*execution(known.c.sha, known.c.created_at, cases.c.source))
+        .select_from(cases.join(known, names_run))
+        .where(known.c.attempts == 1, in_window(known.c.created_at, window))
     )
+    rerun_cases = (
+        sa.select(
+            *own,
+            cases.c.source.label("run_source"),
+            known.c.id.label("run_id"),
+            known.c.repo,
+            known.c.first_attempt,
+            known.c.sha.label("run_sha"),
+            known.c.created_at.label("run_created_at"),
+        )
+        .select_from(cases.join(known, names_run))
+        .where(known.c.attempts > 1)
+        .subquery("rerun_cases")
+    )
+    rerun_of = rerun_cases.c
+    # An inner join first, so that with no re-run in the window (the common case) no job is read.
+    rerun_jobs = (
+        sa.select(job.c.source, job.c.id, job.c.attempt)
+        .select_from(
+            job.join(
+                rerun_cases,
+                sa.and_(
+                    job.c.source == rerun_of.run_source, job.c.id == rerun_of.job_id, job.c.run_id == rerun_of.run_id
+                ),
+            )
+        )
+        .distinct()
+        .subquery("rerun_jobs")
+    )
+    rerun_created_at = sa.func.coalesce(attempt.c.created_at, rerun_of.run_created_at)
+    rerun = (
+        sa.select(
+            rerun_of.repo,
+            sa.func.coalesce(attempt.c.sha, rerun_of.run_sha).label("sha"),
+            rerun_created_at.label("created_at"),
+            rerun_of.run_source,
+            rerun_of.run_id,
+            *(rerun_of[name] for name in _CASE_COLUMNS),
+        )
+        .select_from(
+            rerun_cases.outerjoin(
+                rerun_jobs, sa.and_(rerun_jobs.c.source == rerun_of.run_source, rerun_jobs.c.id == rerun_of.job_id)
+            ).outerjoin(
+                attempt,
+                sa.and_(
+                    attempt.c.source == rerun_of.run_source,
+                    attempt.c.id == rerun_of.run_id,
+                    attempt.c.attempt == sa.func.coalesce(rerun_jobs.c.attempt, rerun_of.first_attempt),
+                ),
+            )
+        )
+        .where(in_window(rerun_created_at, window))
+    )
+    by_job = (
+        sa.select(*execution(sha, created_at, job.c.source))
+        .select_from(
+            cases.join(job, sa.and_(job.c.source == cases.c.source, job.c.id == cases.c.job_id))
+            .join(known, sa.and_(known.c.source == job.c.source, known.c.id == job.c.run_id))
+            .outerjoin(
+                attempt,
+                sa.and_(
+                    attempt.c.source == known.c.source,
+                    attempt.c.id == known.c.id,
+                    attempt.c.attempt == sa.func.coalesce(job.c.attempt, known.c.first_attempt),
+                ),
+            )
+        )
+        .where(cases.c.run_id.is_(None), in_window(created_at, window))
+    )
+    return sa.union_all(single, rerun, by_job).cte("test_executions")
 
 
 def _unattributed() -> sa.Select[Any]:
-    """Test cases whose run is not in the store."""
-    resolved = _resolved_cases()
-    runs = schema.pipeline_runs
-    attributed = (
-        sa.select(runs.c.id).where(runs.c.source == resolved.c.run_source, runs.c.id == resolved.c.run_key).exists()
+    """Test cases whose run is not in the store: cases naming a run, or else a job, not followed to a stored run."""
+    cases, jobs, runs = schema.test_cases, schema.jobs, schema.pipeline_runs
+    everything = sa.select(sa.func.count()).select_from(cases).scalar_subquery()
+    # Cases per named run first: the lookups in the runs table are then one per run, not one per case.
+    named = (
+        sa.select(cases.c.source, cases.c.run_id, sa.func.count().label("cases"))
+        .where(cases.c.run_id.is_not(None))
+        .group_by(cases.c.source, cases.c.run_id)
+        .subquery("named_runs")
     )
-    everything = sa.select(sa.func.count()).select_from(schema.test_cases).scalar_subquery()
-    known = sa.select(sa.func.count()).select_from(resolved).where(attributed).scalar_subquery()
-    return sa.select((everything - known).label("test_cases"))
+    by_run_id = (
+        sa.select(sa.func.coalesce(sa.func.sum(named.c.cases), 0))
+        .where(sa.exists().where(runs.c.source == named.c.source, runs.c.id == named.c.run_id))
+        .scalar_subquery()
+    )
+    by_job = (
+        sa.select(sa.func.count())
+        .select_from(cases.join(jobs, sa.and_(jobs.c.source == cases.c.source, jobs.c.id == cases.c.job_id)))
+        .where(cases.c.run_id.is_(None), sa.exists().where(runs.c.source == jobs.c.source, runs.c.id == jobs.c.run_id))
+        .scalar_subquery()
+    )
+    return sa.select((everything - by_run_id - by_job).label("test_cases"))
 
 
-def _suite_durations(executions: sa.CTE, slow_seconds: float) -> sa.Select[Any]:
+def _same(left: sa.ColumnElement[Any], right: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``left`` and ``right`` are equal or both NULL, as two plain equalities a hash join can use on both backends
+    (``IS NOT DISTINCT FROM`` cannot be hashed by PostgreSQL)."""
+    return sa.and_(sa.func.coalesce(left, "") == sa.func.coalesce(right, ""), left.is_(None) == right.is_(None))
+
+
+def _suite_durations(executions: sa.CTE, slow_seconds: float) -> sa.Subquery:
+    """Per (repo, suite): the durations of its executions, and its test case rows and executions (rows not skipped),
+    which also give the totals per repo."""
     ex = executions.c
-    # The execution key first, so one sort serves the window and the grouping after it.
-    case_key = [ex.repo, ex.suite, ex.run_source, ex.run_id, ex.job_id, ex.classname, ex.name]
+    later = executions.alias("later_attempts")
+    # A case's final attempt: no row of the same case in the same execution has a higher attempt. (An anti-join:
+    # a window function partitioned by the case key costs several times more on DuckDB.)
     finals = (
-        sa.select(
-            ex.repo,
-            ex.suite,
-            ex.run_source,
-            ex.run_id,
-            ex.job_id,
-            ex.attempt,
-            ex.duration_seconds,
-            sa.func.max(ex.attempt).over(partition_by=case_key).label("final_attempt"),
+        sa.select(ex.repo, ex.suite, ex.run_source, ex.run_id, ex.job_id, ex.duration_seconds)
+        .where(
+            ~sa.exists().where(
+                later.c.run_source == ex.run_source,
+                later.c.run_id == ex.run_id,
+                _same(later.c.job_id, ex.job_id),
+                later.c.suite == ex.suite,
+                _same(later.c.classname, ex.classname),
+                later.c.name == ex.name,
+                later.c.attempt > ex.attempt,
+            )
         )
-        .select_from(executions)
         .subquery("final_attempts")
     )
     per_execution = (
-        sa.select(
-            finals.c.repo,
-            finals.c.suite,
-            sa.func.sum(finals.c.duration_seconds).label("seconds"),
-        )
-        .where(finals.c.attempt == finals.c.final_attempt)
+        sa.select(finals.c.repo, finals.c.suite, sa.func.sum(finals.c.duration_seconds).label("seconds"))
         .group_by(finals.c.repo, finals.c.suite, finals.c.run_source, finals.c.run_id, finals.c.job_id)
         .subquery("suite_executions")
     )
     seconds = per_execution.c.seconds
-    return (
+    durations = (
         sa.select(
             per_execution.c.repo,
             per_execution.c.suite,
@@ -422,21 +489,25 @@ def _suite_durations(executions: sa.CTE, slow_seconds: float) -> sa.Select[Any]:
             sa.func.count().filter(seconds > slow_seconds).label("slow_executions"),
         )
         .group_by(per_execution.c.repo, per_execution.c.suite)
-        .order_by(sa.desc("p95"), sa.desc("max_seconds"), per_execution.c.repo, per_execution.c.suite)
+        .subquery("suite_durations")
     )
-
-
-def _totals(executions: sa.CTE) -> sa.Select[Any]:
-    """Per repo: test case rows, and executions (the rows not skipped)."""
-    ex = executions.c
-    return (
+    counts = (
         sa.select(
             ex.repo,
+            ex.suite,
             sa.func.count().label("test_cases"),
             sa.func.count().filter(ex.outcome != "skipped").label("executions"),
         )
-        .group_by(ex.repo)
-        .order_by(ex.repo)
+        .group_by(ex.repo, ex.suite)
+        .subquery("suite_counts")
+    )
+    # Both have a row for every (repo, suite) with an execution.
+    return (
+        sa.select(durations, counts.c.test_cases, counts.c.executions)
+        .select_from(
+            durations.join(counts, sa.and_(counts.c.repo == durations.c.repo, counts.c.suite == durations.c.suite))
+        )
+        .subquery("suites")
     )
 
 
@@ -499,7 +570,7 @@ def _flake_on_sha(marks: sa.Subquery) -> sa.ColumnElement[bool]:
     return sa.and_(marks.c.outcome.in_(_FAILED), marks.c.any_passed == 1)
 
 
-def _flaky_tests(marks: sa.Subquery) -> sa.Select[Any]:
+def _flaky_tests(marks: sa.Subquery) -> sa.Subquery:
     m = marks.c
     return (
         sa.select(
@@ -515,15 +586,68 @@ def _flaky_tests(marks: sa.Subquery) -> sa.Select[Any]:
         )
         .where(_flake_on_sha(marks))
         .group_by(m.repo, m.suite, m.classname, m.name)
-        .order_by(
-            sa.func.max(m.created_at).desc(),
-            sa.func.count(sa.distinct(m.sha)).desc(),
-            m.repo,
-            m.suite,
-            m.classname.nulls_last(),
-            m.name,
-        )
+        .subquery("flaky_tests")
     )
+
+
+_ROW_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "repo": sa.String(),
+    "suite": sa.String(),
+    "classname": sa.String(),
+    "name": sa.String(),
+    "file": sa.String(),
+    "p50": sa.Double(),
+    "p95": sa.Double(),
+    "samples": sa.BigInteger(),
+    "max_seconds": sa.Double(),
+    "slow_executions": sa.BigInteger(),
+    "test_cases": sa.BigInteger(),
+    "executions": sa.BigInteger(),
+    "flake_count": sa.BigInteger(),
+    "flaky_executions": sa.BigInteger(),
+    "first_flake": sa.DateTime(timezone=True),
+    "last_flake": sa.DateTime(timezone=True),
+}
+"""The columns of ``_report_rows``; each part fills its own and leaves the rest NULL."""
+
+
+def _part(name: str, source: sa.FromClause, order_by: Sequence[sa.ColumnElement[Any]]) -> sa.Select[Any]:
+    """The rows of ``source`` as one part of ``_report_rows``, numbered in ``order_by`` order."""
+    return sa.select(
+        sa.literal(name, sa.String).label("part"),
+        sa.func.row_number().over(order_by=list(order_by)).label("position"),
+        *(
+            (source.c[column] if column in source.c else sa.cast(sa.null(), kind)).label(column)
+            for column, kind in _ROW_TYPES.items()
+        ),
+    ).select_from(source)
+
+
+def _report_rows(window: Window, filters: Filters, config: MetricsConfig) -> sa.Select[Any]:
+    """Everything the report reads, in one statement, so that the test executions are worked out once: the suites
+    (part ``suite``, slowest first), the flaky tests (part ``flaky``, latest flake first) and the count of
+    unattributed cases (part ``unattributed``, one row)."""
+    executions = _executions(window, filters, config)
+    suites = _suite_durations(executions, config.slow_suite_seconds)
+    flaky = _flaky_tests(_flake_marks(executions))
+    unattributed = _unattributed().subquery("unattributed")
+    rows = sa.union_all(
+        _part("suite", suites, [suites.c.p95.desc(), suites.c.max_seconds.desc(), suites.c.repo, suites.c.suite]),
+        _part(
+            "flaky",
+            flaky,
+            [
+                flaky.c.last_flake.desc(),
+                flaky.c.flake_count.desc(),
+                flaky.c.repo,
+                flaky.c.suite,
+                flaky.c.classname.nulls_last(),
+                flaky.c.name,
+            ],
+        ),
+        _part("unattributed", unattributed, []),
+    ).subquery("report_rows")
+    return sa.select(rows).order_by(rows.c.part, rows.c.position)
 
 
 # ----- CODEOWNERS ------------------------------------------------------------------------------------------

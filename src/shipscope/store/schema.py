@@ -250,6 +250,21 @@ timeline_events = sa.Table(
     _rank(),
 )
 
+REPORT_INDEXES: tuple[sa.Index, ...] = (
+    sa.Index("ix_pipeline_runs_created_at", pipeline_runs.c.created_at),
+    sa.Index("ix_pipeline_runs_pr", pipeline_runs.c.repo, pipeline_runs.c.pr_number),
+    sa.Index("ix_jobs_created_at", jobs.c.created_at),
+    sa.Index("ix_jobs_run", jobs.c.source, jobs.c.run_id),
+    sa.Index("ix_steps_started_at", steps.c.started_at),
+    sa.Index("ix_caches_run", caches.c.source, caches.c.run_id),
+    sa.Index("ix_test_cases_run", test_cases.c.source, test_cases.c.run_id),
+    sa.Index("ix_changes_deployment_id", changes.c.deployment_id),
+    sa.Index("ix_changes_sha", changes.c.sha),
+    sa.Index("ix_changes_pr", changes.c.repo, changes.c.pr_number),
+)
+"""Indexes for the metric reports' windows and joins. Migration 0003 creates them on PostgreSQL only: DuckDB prunes
+a window by its row groups' min/max and joins by hashing, and each of its indexes costs memory and import time."""
+
 NORMALIZED_TABLES: tuple[sa.Table, ...] = (
     pipeline_runs,
     jobs,
