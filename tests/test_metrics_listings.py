@@ -121,10 +121,14 @@ def test_deployment_list_narrowing(
     assert listing.total == len(expected)
 
 
-def test_list_limit_keeps_the_total(loaded: Store) -> None:
-    listing = deployment_list(loaded, WINDOW, limit=2)
+@pytest.mark.parametrize("weekly", [True, False])
+def test_list_limit_keeps_the_total(loaded: Store, weekly: bool) -> None:
+    listing = deployment_list(loaded, WINDOW, limit=2, weekly=weekly)
     assert [row.id for row in listing.rows] == ["d3", "d2"]
     assert listing.total == 4
+    assert len(listing.weeks) == (1 if weekly else 0)
+    production = deployment_list(loaded, WINDOW, Filters(environment="Prod*"), limit=2, weekly=weekly)
+    assert [row.id for row in production.rows] == ["d3", "d2"] and production.total == 3
 
 
 def test_unknown_failure_signal_is_an_input_error() -> None:

@@ -305,12 +305,14 @@ def deployment_list(
     definitions: str = "shipscope",
     dora: DoraReport | None = None,
     limit: int = LIST_LIMIT,
+    weekly: bool = True,
 ) -> DeploymentList:
     """Deployments finished (or, unfinished, started) in the window, newest first, with their DORA failure signals.
 
     ``filters``: service, team and environment (a case-insensitive glob, as in DORA); ``repo`` keeps the services
     that shipped one of the repository's changes in the window, as DORA does (deployments carry no repository).
     ``dora``: the DORA report of the same window, filters and definitions, when the caller has it already.
+    ``weekly=False`` leaves ``weeks`` empty, so only the newest ``limit`` rows are read (a count gives ``total``).
     """
     if dora is None:
         dora = dora_report(store, window, filters, config, definitions=definitions)
@@ -330,15 +332,21 @@ def deployment_list(
         conditions.append(kind == narrow.kind)
     if filters.repo is not None:
         conditions.append(_deployments.c.service.in_(list(dora.services)))
+    if filters.environment is not None:
+        known = store.query(sa.select(_deployments.c.environment.label("name")).distinct())
+        matching = [row["name"] for row in known if matches_any(row["name"], (filters.environment,))]
+        conditions.append(_deployments.c.environment.in_(matching))
     query = (
         sa.select(_deployments)
         .where(*conditions)
         .order_by(moment.desc(), _deployments.c.id.desc(), _deployments.c.source)
     )
     counted = _counted(dora)
+    if not weekly and narrow.failure_signal is None:
+        total = store.query(sa.select(sa.func.count().label("total")).where(*conditions))[0]["total"]
+        newest = [_row(row, config, counted) for row in store.query(query.limit(limit))]
+        return DeploymentList(window, tuple(newest), int(total))
     rows = [_row(row, config, counted) for row in store.query(query)]
-    if filters.environment is not None:
-        rows = [row for row in rows if matches_any(row.environment, (filters.environment,))]
     signal = narrow.failure_signal
     if signal == "any":
         rows = [row for row in rows if row.failed]

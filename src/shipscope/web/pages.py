@@ -278,7 +278,7 @@ def overview(
         for name in ("deployment_frequency", "lead_time", "change_failure_rate", "recovery_time")
     ]
     recent = deployment_list(
-        store, view.window, view.filters, config, definitions=view.definitions, dora=dora, limit=10
+        store, view.window, view.filters, config, definitions=view.definitions, dora=dora, limit=10, weekly=False
     )
     alerts = None
     if alert_state is not None:
