@@ -187,8 +187,9 @@ def test_pages_need_a_read_token_when_tokens_are_set(db_url: str) -> None:
 
 def test_assets_are_served_locally(db_url: str) -> None:
     with _client(db_url) as client:
-        plotly = client.get("/static/plotly.min.js")
+        plotly = client.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
         assert plotly.status_code == 200
+        assert plotly.headers["content-encoding"] == "gzip" and plotly.num_bytes_downloaded < 2_000_000
         assert plotly.headers["content-type"].startswith("text/javascript")
         assert b"plotly.js" in plotly.content[:2000]
         assert client.get("/static/dashboard.js").status_code == 200
