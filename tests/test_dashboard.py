@@ -17,6 +17,7 @@ from shipscope.demo import generate
 from shipscope.ingest.generic import read_record
 from shipscope.store import Store
 from shipscope.web.app import create_app
+from shipscope.web.format import duration
 from tests.factories import delivery, deployment, run
 
 WINDOW = {"since": "2026-10-18", "until": "2026-11-01"}
@@ -325,3 +326,12 @@ def test_lists_over_the_api_are_the_pages_lists(client: TestClient) -> None:
     assert incidents["total"] == int(metric(listed, "incidents").split()[0]) > 0
     linked = [row for row in incidents["incidents"] if row["deployment_id"]]
     assert linked and all(row["linked_by"] in ("explicit", "time") for row in linked)
+
+
+def test_lead_time_tile_shows_the_statistic_the_definitions_tier_on(client: TestClient) -> None:
+    middleware = client.get("/", params={**WINDOW, "definitions": "middleware"}).text
+    lead = client.get("/api/v1/metrics/dora", params={**WINDOW, "definitions": "middleware"}).json()["overall"]
+    assert f"mean of {lead['lead_time']['changes']} changes" in middleware
+    assert metric(middleware, "Lead time for changes") == duration(lead["lead_time"]["mean_seconds"])
+    shipscope = client.get("/", params=WINDOW).text
+    assert "median of " in shipscope and "mean of " not in shipscope

@@ -113,7 +113,8 @@ def common(view: View, options: FilterOptions) -> Context:
 # ----- overview --------------------------------------------------------------------------------------------------
 
 
-def _tile(name: str, metrics: DoraMetrics, trend: DoraMetrics) -> Context:
+def _tile(name: str, metrics: DoraMetrics, trend: DoraMetrics, center: str) -> Context:
+    """One DORA tile; lead time and recovery show the statistic the definitions tier on (median or mean)."""
     weeks = [point.start for point in trend.trend]
     if name == "deployment_frequency":
         frequency = metrics.deployment_frequency
@@ -134,9 +135,9 @@ def _tile(name: str, metrics: DoraMetrics, trend: DoraMetrics) -> Context:
         spark = charts.sparkline(weeks, [_hours(point.lead_time_median_seconds) for point in trend.trend])
         return {
             "title": "Lead time for changes",
-            "value": duration(lead.median_seconds),
+            "value": duration(lead.mean_seconds if center == "mean" else lead.median_seconds),
             "tier": lead.tier,
-            "counts": f"median of {lead.changes} changes; p95 {duration(lead.p95_seconds)}",
+            "counts": f"{center} of {lead.changes} changes; p95 {duration(lead.p95_seconds)}",
             "no_data": lead.no_data,
             "spark": figure_json(spark),
             "spark_label": "weekly median, hours",
@@ -157,9 +158,9 @@ def _tile(name: str, metrics: DoraMetrics, trend: DoraMetrics) -> Context:
     spark = charts.sparkline(weeks, [_hours(point.recovery_median_seconds) for point in trend.trend])
     return {
         "title": "Failed deployment recovery time",
-        "value": duration(recovery.median_seconds),
+        "value": duration(recovery.mean_seconds if center == "mean" else recovery.median_seconds),
         "tier": recovery.tier,
-        "counts": f"median of {recovery.failures - recovery.unresolved} recoveries; {recovery.unresolved} unresolved",
+        "counts": f"{center} of {recovery.failures - recovery.unresolved} recoveries; {recovery.unresolved} unresolved",
         "no_data": recovery.no_data,
         "spark": figure_json(spark),
         "spark_label": "weekly median, hours",
@@ -282,7 +283,7 @@ def overview(
         dora = dora_report(store, view.window, view.filters, config, definitions=view.definitions)
         trend = trending.result()
     tiles = [
-        _tile(name, dora.overall, trend.overall)
+        _tile(name, dora.overall, trend.overall, dora.definitions.center)
         for name in ("deployment_frequency", "lead_time", "change_failure_rate", "recovery_time")
     ]
     recent = deployment_list(
