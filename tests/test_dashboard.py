@@ -333,5 +333,6 @@ def test_lead_time_tile_shows_the_statistic_the_definitions_tier_on(client: Test
     lead = client.get("/api/v1/metrics/dora", params={**WINDOW, "definitions": "middleware"}).json()["overall"]
     assert f"mean of {lead['lead_time']['changes']} changes" in middleware
     assert metric(middleware, "Lead time for changes") == duration(lead["lead_time"]["mean_seconds"])
+    assert "Lead time (mean)" in middleware
     shipscope = client.get("/", params=WINDOW).text
     assert "median of " in shipscope and "mean of " not in shipscope

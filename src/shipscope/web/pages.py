@@ -303,6 +303,7 @@ def overview(
         "alert_window": alert_window,
         "deployments": recent,
         "services": _service_rows(dora),
+        "center": dora.definitions.center,
     }
 
 
@@ -318,16 +319,17 @@ def _in_view(alert: Mapping[str, Any], view: View, config: MetricsConfig, thresh
 
 
 def _service_rows(dora: DoraReport) -> list[Context]:
+    mean = dora.definitions.center == "mean"
     return [
         {
             "service": name,
             "deployments": metrics.deployment_frequency.deployments,
             "frequency_tier": metrics.deployment_frequency.tier,
-            "lead_time": metrics.lead_time.median_seconds,
+            "lead_time": metrics.lead_time.mean_seconds if mean else metrics.lead_time.median_seconds,
             "lead_tier": metrics.lead_time.tier,
             "failure_rate": metrics.change_failure_rate.rate,
             "failure_tier": metrics.change_failure_rate.tier,
-            "recovery": metrics.recovery_time.median_seconds,
+            "recovery": metrics.recovery_time.mean_seconds if mean else metrics.recovery_time.median_seconds,
             "recovery_tier": metrics.recovery_time.tier,
         }
         for name, metrics in dora.services.items()
