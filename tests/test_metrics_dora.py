@@ -666,6 +666,8 @@ def test_weekly_trend(store: Store) -> None:
         "recovery_median_seconds": 1800.0,
     }
     assert trend[3]["change_failure_rate"] is None and trend[3]["lead_time_median_seconds"] is None
+    overall_only = dora_report(store, window, trend="week", per_service=False)
+    assert overall_only.services == {} and [point.to_json() for point in overall_only.overall.trend] == trend
 
 
 def test_definitions_presets(store: Store) -> None:

@@ -1517,9 +1517,10 @@ def dora_report(
     config: MetricsConfig = DEFAULT_CONFIG,
     definitions: str = "shipscope",
     trend: TrendPeriod = "month",
+    per_service: bool = True,
 ) -> DoraReport:
     """The four keys over ``window``, overall and per service, by the named definitions (see the module doc), with
-    a ``trend`` by calendar month or by ISO week."""
+    a ``trend`` by calendar month or by ISO week; ``per_service=False`` leaves ``services`` empty (overall only)."""
     chosen = _definitions(definitions)
     environments = _production_environments(store, config, filters)
     recovery_incidents: list[_Incident] = []
@@ -1560,5 +1561,7 @@ def dora_report(
         {
             name: _metrics(by_service[name], samples_by_service[name], window, chosen, trend)
             for name in sorted(by_service)
-        },
+        }
+        if per_service
+        else {},
     )

@@ -278,7 +278,14 @@ def overview(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="overview") as pool:
         health = pool.submit(_health, store, view, config, thresholds)
         trending = pool.submit(
-            dora_report, store, view.trend_window, view.filters, config, definitions=view.definitions, trend="week"
+            dora_report,
+            store,
+            view.trend_window,
+            view.filters,
+            config,
+            definitions=view.definitions,
+            trend="week",
+            per_service=False,
         )
         dora = dora_report(store, view.window, view.filters, config, definitions=view.definitions)
         trend = trending.result()
