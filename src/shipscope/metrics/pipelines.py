@@ -797,30 +797,22 @@ def cache_hit_rates(
         .where(recent.c.latest > 1, recent.c.attempt == recent.c.latest)
         .subquery("rerun_runs")
     )
-    rerun_jobs = (
-        sa.select(
-            jobs.c.source,
-            jobs.c.id,
-            jobs.c.run_id,
-            sa.func.least(sa.func.coalesce(jobs.c.attempt, rerun.c.latest), rerun.c.latest).label("attempt"),
-        )
-        .select_from(jobs.join(rerun, sa.and_(jobs.c.source == rerun.c.source, jobs.c.run_id == rerun.c.id)))
-        .subquery("rerun_jobs")
-    )
+    # The event's job is looked up by its key (not through a subquery of the re-run runs' jobs, whose size
+    # PostgreSQL underestimates into a nested loop over every pair).
     rerun_caches = (
         sa.select(
             caches.c.hit,
             caches.c.source,
             caches.c.run_id,
-            sa.func.coalesce(rerun_jobs.c.attempt, rerun.c.latest).label("attempt"),
+            sa.func.least(sa.func.coalesce(jobs.c.attempt, rerun.c.latest), rerun.c.latest).label("attempt"),
         )
         .select_from(
             caches.join(rerun, sa.and_(rerun.c.source == caches.c.source, rerun.c.id == caches.c.run_id)).outerjoin(
-                rerun_jobs,
+                jobs,
                 sa.and_(
-                    rerun_jobs.c.source == caches.c.source,
-                    rerun_jobs.c.id == caches.c.job_id,
-                    rerun_jobs.c.run_id == caches.c.run_id,
+                    jobs.c.source == caches.c.source,
+                    jobs.c.id == caches.c.job_id,
+                    jobs.c.run_id == caches.c.run_id,
                 ),
             )
         )
