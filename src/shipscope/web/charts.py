@@ -75,9 +75,9 @@ def bars(
     stacked: bool = False,
     horizontal: bool = False,
     percent: bool = False,
-    height: int = 280,
 ) -> Figure:
-    """Bars per category, grouped or stacked; horizontal bars put the categories on the y axis."""
+    """Bars per category, grouped or stacked; horizontal bars put the categories on the y axis, and the chart grows
+    with them so every label stays readable."""
     data = []
     for index, item in enumerate(series):
         trace: dict[str, Any] = {"type": "bar", "name": item.name, "marker": {"color": _color(index, item.color)}}
@@ -86,6 +86,8 @@ def bars(
         else:
             trace.update(x=list(item.x), y=list(item.y))
         data.append(trace)
+    categories = len({category for item in series for category in item.x})
+    height = max(220, 40 + 28 * categories) if horizontal else 280
     layout = _layout(y_title, percent=percent, height=height, stacked=stacked)
     if horizontal:
         layout["xaxis"], layout["yaxis"] = (

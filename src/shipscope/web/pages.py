@@ -413,9 +413,7 @@ def pipelines(store: Store, view: View, config: MetricsConfig) -> Context:
             x_title="week",
         ),
         "failure_chart": _chart(
-            charts.bars(
-                failure_series, "share of runs", percent=True, horizontal=True, height=max(220, 40 + 28 * len(failures))
-            ),
+            charts.bars(failure_series, "share of runs", percent=True, horizontal=True),
             "Default-branch failure rate",
             "No completed default-branch runs in this window.",
             x_title="workflow",
@@ -459,7 +457,7 @@ def tests(store: Store, view: View, config: MetricsConfig) -> Context:
         "report": report,
         "slowest": slowest,
         "suite_chart": _chart(
-            charts.bars(suite_series, "minutes", horizontal=True, height=max(220, 40 + 28 * len(slowest))),
+            charts.bars(suite_series, "minutes", horizontal=True),
             "Slowest suites",
             "No test results in this window.",
             x_title="suite",
