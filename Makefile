@@ -23,6 +23,7 @@ run: $(BIN)/shipscope
 test: $(VENV)/.test-extras
 	scripts/ensure-postgres.sh
 	scripts/ensure-chromium.sh
+	scripts/ensure-prometheus.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -100,6 +100,9 @@ class Settings:
     thresholds: dict[str, Any] = _setting(
         {}, None, "Alert thresholds: limits, per-repo overrides, enabled flags (toml [thresholds.<name>])."
     )
+    exporter: dict[str, Any] = _setting(
+        {}, None, "Prometheus /metrics: series budget, label allowlists, cache, gauge window (toml [exporter])."
+    )
     alert_interval_seconds: int = _setting(
         300, "SHIPSCOPE_ALERT_INTERVAL_SECONDS", "How often the server evaluates thresholds; 0 turns it off."
     )

@@ -39,7 +39,9 @@ __all__ = [
     "IncidentList",
     "IncidentRow",
     "ShippedChange",
+    "DeploymentTotal",
     "deployment_detail",
+    "deployment_totals",
     "deployment_list",
     "filter_options",
     "incident_list",
@@ -561,4 +563,46 @@ def filter_options(store: Store, config: MetricsConfig = DEFAULT_CONFIG) -> Filt
         definitions=tuple(DEFINITIONS),
         statuses=distinct(_deployments.c.status),
         kinds=tuple(sorted({"deploy", *distinct(_deployments.c.kind)})),
+    )
+
+
+@dataclass(frozen=True)
+class DeploymentTotal:
+    """Deployments of one service to one environment with one status, over the whole store."""
+
+    service: str
+    environment: str
+    status: str
+    kind: str
+    """deploy when the deployment names no kind."""
+    count: int
+    last_finished_at: datetime | None
+
+
+def deployment_totals(store: Store) -> tuple[DeploymentTotal, ...]:
+    """Every stored deployment counted by service, environment, status and kind, with the latest finish time."""
+    deployments = _deployments
+    kind = sa.func.coalesce(deployments.c.kind, "deploy").label("kind")
+    query = (
+        sa.select(
+            deployments.c.service,
+            deployments.c.environment,
+            deployments.c.status,
+            kind,
+            sa.func.count().label("deployments"),
+            sa.func.max(deployments.c.finished_at).label("last_finished_at"),
+        )
+        .group_by(deployments.c.service, deployments.c.environment, deployments.c.status, kind)
+        .order_by(deployments.c.service, deployments.c.environment, deployments.c.status, kind)
+    )
+    return tuple(
+        DeploymentTotal(
+            row["service"],
+            row["environment"],
+            row["status"],
+            row["kind"],
+            int(row["deployments"]),
+            _aware(row["last_finished_at"]),
+        )
+        for row in store.query(query)
     )

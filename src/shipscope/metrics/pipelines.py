@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from shipscope.metrics.common import (
     DEFAULT_CONFIG,
+    EARLIEST,
     NO_FILTERS,
     Filters,
     MetricsConfig,
@@ -163,6 +164,18 @@ class CacheHitRate:
         shape["misses"] = self.misses
         shape["cold_lookups"] = self.cold
         return shape
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of durations at or below each bound (cumulative, as Prometheus histograms), per label set."""
+
+    labels: Mapping[str, str]
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    """Samples ≤ each bound, one per bound; the +Inf bucket is ``count``."""
+    count: int
+    total_seconds: float
 
 
 @dataclass(frozen=True)
@@ -646,9 +659,14 @@ def _job_belongs_to(jobs: sa.FromClause, runs: sa.FromClause) -> sa.ColumnElemen
 
 
 def failure_rates(
-    store: Store, window: Window, filters: Filters = NO_FILTERS, config: MetricsConfig = DEFAULT_CONFIG
+    store: Store,
+    window: Window,
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+    branch_kind: BranchKind = "default",
 ) -> tuple[FailureRate, ...]:
-    """Failure rate of default-branch runs per repo and workflow: failed ÷ (succeeded + failed).
+    """Failure rate of default-branch runs (or, with ``branch_kind="pr"``, of pull-request runs) per repo and
+    workflow: failed ÷ (succeeded + failed).
 
     Completed (success or failure) default-branch runs created in the window; cancelled and skipped runs are
     excluded. Each failed job of a failed run is classified by ``classify_failure``. The run is ``infra`` when all
@@ -662,7 +680,7 @@ def failure_rates(
     )
     completed = (
         sa.select(runs.c.source, runs.c.id, runs.c.attempt, runs.c.latest, runs.c.repo, runs.c.workflow, runs.c.status)
-        .where(runs.c.status.in_(COMPLETED_STATUSES), _branch_kind(runs) == "default")
+        .where(runs.c.status.in_(COMPLETED_STATUSES), _branch_kind(runs) == branch_kind)
         .subquery("completed_runs")
     )
     jobs = _jobs
@@ -995,3 +1013,106 @@ def regressions(
         stages=(*grown, *new),
         threshold=threshold,
     )
+
+
+# ----- histograms (exporters) ---------------------------------------------------------------------------------------
+
+
+def _histograms(
+    store: Store, values: sa.Subquery, labels: Sequence[str], bounds: Sequence[float]
+) -> tuple[Histogram, ...]:
+    """One ``Histogram`` per distinct ``labels`` of ``values`` (a subquery with those columns and ``seconds``)."""
+    ordered = tuple(sorted(bounds))
+    query = (
+        sa.select(
+            *(values.c[name] for name in labels),
+            *(
+                sa.func.count().filter(values.c.seconds <= bound).label(f"le_{index}")
+                for index, bound in enumerate(ordered)
+            ),
+            sa.func.count().label("samples"),
+            sa.func.coalesce(sa.func.sum(values.c.seconds), 0.0).label("total"),
+        )
+        .where(values.c.seconds.is_not(None))
+        .group_by(*(values.c[name] for name in labels))
+        .order_by(*(values.c[name] for name in labels))
+    )
+    return tuple(
+        Histogram(
+            labels={name: str(row[name]) for name in labels},
+            bounds=ordered,
+            cumulative=tuple(int(row[f"le_{index}"]) for index in range(len(ordered))),
+            count=int(row["samples"]),
+            total_seconds=float(row["total"]),
+        )
+        for row in store.query(query)
+    )
+
+
+def duration_histograms(
+    store: Store,
+    window: Window,
+    bounds: Sequence[float],
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+) -> tuple[Histogram, ...]:
+    """Build durations of ``workflow_durations``'s runs bucketed by ``bounds``, per repo, workflow and branch kind."""
+    completed = _completed_runs(window, filters, config)
+    values = (
+        sa.select(
+            completed.c.repo, completed.c.workflow, completed.c.branch_kind, completed.c.duration.label("seconds")
+        )
+        .where(completed.c.branch_kind.is_not(None))
+        .subquery("durations")
+    )
+    return _histograms(store, values, ("repo", "workflow", "branch_kind"), bounds)
+
+
+def queue_histograms(
+    store: Store,
+    window: Window,
+    bounds: Sequence[float],
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+) -> tuple[Histogram, ...]:
+    """Queue times of ``queue_times``'s jobs bucketed by ``bounds``, per repo, workflow and branch kind of the run
+    attempt the job belongs to; jobs of runs that are neither PR nor default-branch runs, or not stored, are left
+    out."""
+    runs = _window_runs(window, filters, config, "repo", "workflow", "trigger", "pr_number", "branch", "default_branch")
+    jobs = _jobs
+    values = (
+        sa.select(
+            runs.c.repo,
+            runs.c.workflow,
+            _branch_kind(runs).label("branch_kind"),
+            _elapsed(jobs.c.created_at, jobs.c.started_at).label("seconds"),
+        )
+        .select_from(jobs.join(runs, _job_belongs_to(jobs, runs)))
+        .where(in_window(jobs.c.created_at, window), jobs.c.started_at.is_not(None))
+        .subquery("queued_jobs")
+    )
+    kept = sa.select(values).where(values.c.branch_kind.is_not(None)).subquery("queue_values")
+    return _histograms(store, kept, ("repo", "workflow", "branch_kind"), bounds)
+
+
+def stage_histograms(
+    store: Store,
+    window: Window,
+    bounds: Sequence[float],
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+) -> tuple[Histogram, ...]:
+    """Step durations of ``stage_weeks``'s steps bucketed by ``bounds``, per repo (of the step's run) and stage."""
+    steps, jobs = _steps, _jobs
+    runs = _window_runs(Window(EARLIEST, window.until), filters, config, "repo")
+    values = (
+        sa.select(runs.c.repo, steps.c.stage, _elapsed(steps.c.started_at, steps.c.finished_at).label("seconds"))
+        .select_from(
+            steps.join(jobs, sa.and_(jobs.c.source == steps.c.source, jobs.c.id == steps.c.job_id)).join(
+                runs, _job_belongs_to(jobs, runs)
+            )
+        )
+        .where(*_step_conditions(window.since, window.until, NO_FILTERS, config))
+        .subquery("stage_steps")
+    )
+    return _histograms(store, values, ("repo", "stage"), bounds)

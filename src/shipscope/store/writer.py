@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -36,7 +37,14 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="shipscope-writer", daemon=True)
         self._closed = False
+        self._deliveries: Counter[tuple[str, str]] = Counter()
+        self._events: Counter[tuple[str, str]] = Counter()
         self._thread.start()
+
+    def tally(self) -> tuple[Mapping[tuple[str, str], int], Mapping[tuple[str, str], int]]:
+        """Deliveries and events written since start, by (source, outcome): ``new``, ``duplicate`` or, for
+        deliveries, ``rejected``. Only the writer thread counts; readers get a copy."""
+        return dict(self._deliveries), dict(self._events)
 
     def submit(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> Future[list[bool]]:
         """Queues a write; the future resolves to ``Store.write``'s answer once the batch has committed."""
@@ -91,6 +99,12 @@ class GroupCommitWriter:
         deliveries = [delivery for request in batch for delivery in request.deliveries]
         rejections = [rejection for request in batch for rejection in request.rejections]
         is_new = self._store.ingest(deliveries, rejections)
+        for delivery, new in zip(deliveries, is_new, strict=True):
+            outcome = "new" if new else "duplicate"
+            self._deliveries[(delivery.source, outcome)] += 1
+            self._events[(delivery.source, outcome)] += len(delivery.events)
+        for rejection in rejections:
+            self._deliveries[(rejection.source, "rejected")] += 1
         offset = 0
         for request in batch:
             count = len(request.deliveries)

@@ -18,6 +18,8 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -25,6 +27,7 @@ from shipscope import __version__
 from shipscope.alerts import alert_round, notifier_for
 from shipscope.config import Settings
 from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError
+from shipscope.exporters.prometheus import ExporterConfig, StoreCollector, metrics_registry
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
 from shipscope.ingest.registry import decode
@@ -94,6 +97,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The ASGI app. It owns ``store`` (opened from settings when not given) and its writer thread."""
     tokens = parse_tokens(settings.api_tokens)
     metrics_config = MetricsConfig.from_table(settings.metrics)
+    exporter_config = ExporterConfig.from_table(settings.exporter)
     owned_store = store or Store(
         settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
     )
@@ -128,6 +132,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = owned_store
+    registry = metrics_registry(
+        StoreCollector(owned_store, exporter_config, metrics_config, tally=lambda: app.state.writer.tally())
+    )
     # Plotly's bundle is 4.8 MB, 1.4 MB compressed; pages and reports compress well too.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
 
@@ -441,6 +448,17 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             "total": listing.total,
             "incidents": [row.to_json() for row in listing.rows],
         }
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        dependencies=[Depends(require("read"))],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_PLAIN_0_0_4: {}}, "description": "Prometheus text exposition."}},
+    )
+    def prometheus_metrics() -> Response:
+        """Pipeline, DORA, test, security and ingest metrics for Prometheus to scrape (see docs/exporters.md)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     app.include_router(asset_routes())
     app.include_router(
