@@ -5,7 +5,6 @@ Exit codes: 0 success; 1 some input was rejected; 2 an error stopped the command
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import sys
@@ -14,13 +13,18 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, ParamSpec, TypeVar
+from typing import IO, Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from shipscope.cli import exporters
+from shipscope.cli.common import DbOption, stderr
+from shipscope.cli.common import open_store as _open_store
+from shipscope.cli.common import reports_errors as _reports_errors
+from shipscope.cli.common import settings_for as _settings
 from shipscope.config import Settings, load_settings
 from shipscope.errors import InputError, RemoteError, ShipscopeError, StoreError
 from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
@@ -44,8 +48,7 @@ lint_app = typer.Typer(help="Check CI configuration.", no_args_is_help=True)
 app.add_typer(lint_app, name="lint")
 backfill_app = typer.Typer(help="Fetch history from a CI/CD vendor's API (resumable).", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
-
-stderr = Console(stderr=True, soft_wrap=True)
+exporters.register(app)
 
 
 class ImportFormat(StrEnum):
@@ -53,44 +56,6 @@ class ImportFormat(StrEnum):
     junit = "junit"
     sarif = "sarif"
     cache_log = "cache-log"
-
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (duckdb:///PATH or postgresql+psycopg://…) [env: SHIPSCOPE_DB]."),
-]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turns a ShipscopeError into its message, hint and exit code 2; no traceback reaches the user."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except ShipscopeError as error:
-            stderr.print(f"[red]error:[/red] {error.message}", highlight=False)
-            if error.hint:
-                stderr.print(f"hint: {error.hint}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return run
-
-
-def _settings(db: str | None) -> Settings:
-    return load_settings().with_overrides(db=db)
-
-
-def _open_store(settings: Settings) -> Store:
-    """The store, its schema created if the database is empty."""
-    store = Store(
-        settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
-    )
-    store.ensure_schema()
-    return store
 
 
 @contextmanager
