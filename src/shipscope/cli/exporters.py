@@ -11,7 +11,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from shipscope.cli.common import settings_for, stderr
+from shipscope.cli.common import reports_errors, settings_for, stderr
 from shipscope.errors import InputError
 
 grafana_app = typer.Typer(help="Generate Grafana dashboards.", no_args_is_help=True)
@@ -42,7 +42,11 @@ def write_output(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    except OSError as error:
+        raise InputError(f"{output}: {error.strerror or error}") from None
     stderr.print(f"wrote {output}", highlight=False)
 
 
@@ -92,3 +96,63 @@ def push_command(
         sys.stdout.write(f"PUT {outcome.url}\n{outcome.exposition}")
     if outcome.pushed:
         stderr.print(f"pushed to {outcome.url}", highlight=False)
+
+
+@grafana_app.command("dashboards")
+@reports_errors
+def grafana_dashboards(
+    name: Annotated[
+        str | None, typer.Argument(help="pipeline-health or dora; both when left out (then -o names a directory).")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Grafana dashboard JSON over shipscope's /metrics (a Prometheus data source is picked at import), with every
+    deployment as an annotation. One dashboard goes to stdout or -o FILE; both go to -o DIR as
+    shipscope-<name>.json, or to stdout as a JSON list."""
+    from shipscope.exporters.grafana import DASHBOARDS, dashboard
+
+    if name is not None and name not in DASHBOARDS:
+        raise InputError(f"unknown dashboard {name!r}; expected one of {', '.join(DASHBOARDS)}")
+    if name is not None:
+        write_output(_json(dashboard(name)), output)
+        return
+    if output is None:
+        sys.stdout.write(_json([dashboard(each) for each in DASHBOARDS]))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for each in DASHBOARDS:
+        write_output(_json(dashboard(each)), output / f"shipscope-{each}.json")
+
+
+def _json(document: object) -> str:
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+@prometheus_app.command("rules")
+@reports_errors
+def prometheus_rules(
+    slo: Annotated[
+        list[Path] | None, typer.Option(help="An SLO spec (YAML): its recording rules and burn-rate alerts.")
+    ] = None,
+    thresholds: Annotated[
+        bool, typer.Option(help="Include the alert thresholds of shipscope.toml as alerting rules.")
+    ] = True,
+    window: Annotated[
+        str | None, typer.Option(help="The thresholds' window (a Prometheus duration); default alert_window.")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """A Prometheus rule file: the alert thresholds as alerting rules over shipscope's /metrics, and for each SLO
+    the error ratio and `error_budget_burn_rate` recording rules and the multi-window multi-burn-rate alerts
+    (1h/5m at 14.4x and 6h/30m at 6x page; 1d/2h at 3x and 3d/6h at 1x open a ticket). Check it with
+    `promtool check rules`."""
+    from shipscope.exporters.rules import rules_document
+    from shipscope.metrics.thresholds import thresholds_from_table
+    from shipscope.slo import load_slos
+
+    settings = settings_for(None)
+    chosen = thresholds_from_table(settings.thresholds) if thresholds else []
+    slos = [loaded for path in slo or [] for loaded in load_slos(path)]
+    if not chosen and not slos:
+        raise InputError("nothing to write: give --slo, or leave the thresholds in")
+    write_output(rules_document(chosen, window or settings.alert_window, slos), output)

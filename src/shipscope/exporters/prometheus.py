@@ -3,12 +3,12 @@
 A custom collector reads the metric functions (it holds no SQL) when scraped:
 
 - Histograms and counters over the whole store, so that Prometheus computes windows itself with ``rate()`` and
-  ``increase()``: build duration and queue time (``repo``, ``workflow``, ``branch_kind``), stage duration
-  (``repo``, ``stage``), completed runs by result and failure class, cache lookups, test executions and flaky ones,
-  deployments. They only grow as events arrive; ``shipscope reprocess`` after a parser fix may lower them once,
-  which ``rate()`` reads as a counter reset.
-- Gauges over the exporter window (default 30 days): the four DORA keys and their tiers per service, and open
-  findings by severity at each repository's last scan.
+  ``increase()``: build duration and queue time (``repo``, ``workflow``, ``branch_kind``), queue time by runner
+  label, stage duration (``repo``, ``stage``), completed runs by result and failure class, cache lookups, test
+  executions and flaky ones, deployments. They only grow as events arrive; ``shipscope reprocess`` after a parser
+  fix may lower them once, which ``rate()`` reads as a counter reset.
+- Gauges over the exporter window (default 30 days): the four DORA keys and their tiers per service, open
+  findings by severity at each repository's last scan, and each repository's longest test suite run.
 - The server's own ingest counters, since the process started.
 
 Cardinality budget: ``[exporter.labels]`` allowlists (label → glob patterns; other values become ``other``), then
@@ -43,6 +43,7 @@ from shipscope.metrics.pipelines import (
     duration_histograms,
     failure_rates,
     queue_histograms,
+    runner_queue_histograms,
     stage_histograms,
 )
 from shipscope.metrics.security import security_report
@@ -70,7 +71,7 @@ Kind = Literal["counter", "gauge", "histogram"]
 class ExporterConfig:
     """``shipscope.toml`` ``[exporter]``."""
 
-    max_series: int = 1500
+    max_series: int = 1800
     """Most series the store's families may expose together (the self-metrics and process metrics come on top)."""
     cache_seconds: float = 30.0
     """How long a read of the store serves scrapes."""
@@ -208,6 +209,13 @@ _HISTOGRAMS = (
         QUEUE_BOUNDS,
     ),
     (
+        "shipscope_runner_queue_seconds",
+        "Queue time of jobs by runner label (a job counts under each of its labels).",
+        ("runner_label",),
+        runner_queue_histograms,
+        QUEUE_BOUNDS,
+    ),
+    (
         "shipscope_stage_duration_seconds",
         "Duration of completed steps by canonical stage.",
         ("repo", "stage"),
@@ -234,6 +242,7 @@ def read_families(
     families.extend(_deployments(store, budget))
     window = Window.parse(config.window, None)
     families.append(_open_findings(store, window, metrics_config, budget))
+    families.append(_longest_suites(store, window, metrics_config, budget))
     families.extend(_dora(store, window, metrics_config, config.definitions, budget))
     return families
 
@@ -328,6 +337,24 @@ def _open_findings(store: Store, window: Window, metrics_config: MetricsConfig, 
         if scanned:
             for severity, count in scanned[-1].items():
                 budget.add(family, {"repo": repo.repo, "severity": severity}, [count], sum(scanned[-1].values()))
+    return family
+
+
+def _longest_suites(store: Store, window: Window, metrics_config: MetricsConfig, budget: _Budget) -> _Family:
+    family = _Family(
+        "shipscope_test_suite_longest_seconds",
+        "The longest single-job run of any of the repository's test suites in the exporter window.",
+        "gauge",
+        ("repo",),
+        additive=False,
+    )
+    longest: dict[str, tuple[float, int]] = {}
+    for suite in tests_report(store, window, NO_FILTERS, metrics_config).suites:
+        if suite.durations.samples:
+            seconds, samples = longest.get(suite.repo, (0.0, 0))
+            longest[suite.repo] = (max(seconds, suite.max_seconds), samples + suite.durations.samples)
+    for repo, (seconds, samples) in sorted(longest.items()):
+        budget.add(family, {"repo": repo}, [seconds], samples)
     return family
 
 

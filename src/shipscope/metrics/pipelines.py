@@ -765,23 +765,34 @@ def queue_times(
     ``unknown``. The stored runner texts are few, so they are read once and turned into a (runner, label) table
     that the aggregate joins.
     """
+    queued = _queued_by_label(store, window, filters, config)
+    if queued is None:
+        return ()
+    query = (
+        sa.select(queued.c.label, *percentile_columns(queued.c.seconds))
+        .group_by(queued.c.label)
+        .order_by(queued.c.label)
+    )
+    return tuple(QueueTime(row["label"], _percentiles(row)) for row in store.query(query))
+
+
+def _queued_by_label(store: Store, window: Window, filters: Filters, config: MetricsConfig) -> sa.Subquery | None:
+    """(label, seconds) of ``queue_times``'s jobs, one row per job and runner label; None when there is no job."""
     jobs = _jobs
     conditions: list[sa.ColumnElement[bool]] = [in_window(jobs.c.created_at, window), jobs.c.started_at.is_not(None)]
     if _filters_runs(filters):
         conditions.append(_run_of_job_exists(jobs, filters, config))
     runners = [row["runner"] for row in store.query(sa.select(jobs.c.runner).where(*conditions).distinct())]
     if not runners:
-        return ()
+        return None
     pairs = [(runner or "", label) for runner in runners for label in runner_labels(runner)]
     labels = sa.values(sa.column("runner", sa.String), sa.column("label", sa.String), name="runner_labels").data(pairs)
-    query = (
-        sa.select(labels.c.label, *percentile_columns(_elapsed(jobs.c.created_at, jobs.c.started_at)))
+    return (
+        sa.select(labels.c.label, _elapsed(jobs.c.created_at, jobs.c.started_at).label("seconds"))
         .select_from(jobs.join(labels, sa.func.coalesce(jobs.c.runner, "") == labels.c.runner))
         .where(*conditions)
-        .group_by(labels.c.label)
-        .order_by(labels.c.label)
+        .subquery("queued_by_label")
     )
-    return tuple(QueueTime(row["label"], _percentiles(row)) for row in store.query(query))
 
 
 # ----- cache hit rate -----------------------------------------------------------------------------------------------
@@ -1093,6 +1104,22 @@ def queue_histograms(
     )
     kept = sa.select(values).where(values.c.branch_kind.is_not(None)).subquery("queue_values")
     return _histograms(store, kept, ("repo", "workflow", "branch_kind"), bounds)
+
+
+def runner_queue_histograms(
+    store: Store,
+    window: Window,
+    bounds: Sequence[float],
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+) -> tuple[Histogram, ...]:
+    """Queue times of ``queue_times``'s jobs bucketed by ``bounds``, per runner label (a job counts under each of
+    its labels)."""
+    queued = _queued_by_label(store, window, filters, config)
+    if queued is None:
+        return ()
+    labeled = sa.select(queued.c.label.label("runner_label"), queued.c.seconds).subquery("labeled_queue")
+    return _histograms(store, labeled, ("runner_label",), bounds)
 
 
 def stage_histograms(
