@@ -11,7 +11,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from shipscope.cli.common import reports_errors, settings_for, stderr
+from shipscope.cli.common import DbOption, open_store, reports_errors, settings_for, stderr
 from shipscope.errors import InputError
 
 grafana_app = typer.Typer(help="Generate Grafana dashboards.", no_args_is_help=True)
@@ -156,3 +156,50 @@ def prometheus_rules(
     if not chosen and not slos:
         raise InputError("nothing to write: give --slo, or leave the thresholds in")
     write_output(rules_document(chosen, window or settings.alert_window, slos), output)
+
+
+@otel_app.command("export")
+@reports_errors
+def otel_export(
+    endpoint: Annotated[
+        str,
+        typer.Option(
+            envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+            help="The OTLP/HTTP endpoint: its base (http://collector:4318) or the full /v1/traces URL.",
+        ),
+    ] = "",
+    since: Annotated[str, typer.Option(help="Runs finished since: 7d, a date or an RFC 3339 time.")] = "7d",
+    until: Annotated[str | None, typer.Option(help="…and before: a date or an RFC 3339 time; default now.")] = None,
+    deployments: Annotated[bool, typer.Option(help="Send deployments too, as spans of the deployed service.")] = True,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request.")] = 10.0,
+    db: DbOption = None,
+) -> None:
+    """Send the pipeline runs that finished in the window as traces (run → job → step spans with the OpenTelemetry
+    CI/CD attributes cicd.pipeline.*), and deployments with service.version, to an OTLP/HTTP endpoint. Ids derive
+    from the stored ids, so sending a window again sends the same spans. OTEL_EXPORTER_OTLP_HEADERS and the other
+    OTEL_EXPORTER_OTLP_* variables apply."""
+    from itertools import chain
+
+    from shipscope.exporters.otel import deployment_span, export_spans, run_spans
+    from shipscope.metrics.common import Window
+    from shipscope.metrics.listings import deployment_list, finished_runs
+
+    if not endpoint:
+        raise InputError("no endpoint: give --endpoint or set OTEL_EXPORTER_OTLP_ENDPOINT")
+    window = Window.parse(since, until)
+    store = open_store(settings_for(db))
+    try:
+        runs = finished_runs(store, window)
+        shipped = (
+            [row for row in deployment_list(store, window, limit=2**31, weekly=False).rows if row.finished_at]
+            if deployments
+            else []
+        )
+    finally:
+        store.close()
+    spans = chain((span for run in runs for span in run_spans(run)), (deployment_span(row) for row in shipped))
+    outcome = export_spans(spans, endpoint, timeout)
+    stderr.print(
+        f"sent {outcome.spans} spans ({len(runs)} runs, {len(shipped)} deployments) in {outcome.requests} requests",
+        highlight=False,
+    )

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from shipscope.errors import InputError
 from shipscope.metrics.common import (
     DEFAULT_CONFIG,
+    EARLIEST,
     NO_FILTERS,
     Filters,
     MetricsConfig,
@@ -606,3 +607,146 @@ def deployment_totals(store: Store) -> tuple[DeploymentTotal, ...]:
         )
         for row in store.query(query)
     )
+
+
+# ----- runs with their jobs and steps (traces) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    number: int
+    name: str
+    stage: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    stage: str | None
+    runner: str | None
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure_reason: str | None
+    steps: tuple[StepRecord, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    source: str
+    id: str
+    attempt: int
+    repo: str
+    workflow: str
+    trigger: str
+    branch: str
+    pr_number: int | None
+    sha: str
+    actor: str | None
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime
+    url: str | None
+    jobs: tuple[JobRecord, ...]
+
+
+def finished_runs(store: Store, window: Window) -> list[RunRecord]:
+    """Every run attempt that finished in ``window``, oldest first, with its jobs (the attempt a job names, or the
+    run's latest when it names none) and their steps."""
+    runs_table, jobs_table, steps_table = schema.pipeline_runs, schema.jobs, schema.steps
+    run_rows = store.query(
+        sa.select(runs_table)
+        .where(runs_table.c.finished_at.is_not(None), in_window(runs_table.c.finished_at, window))
+        .order_by(runs_table.c.finished_at, runs_table.c.id, runs_table.c.attempt)
+    )
+    if not run_rows:
+        return []
+    latest = (
+        sa.select(runs_table.c.source, runs_table.c.id, sa.func.max(runs_table.c.attempt).label("latest"))
+        .group_by(runs_table.c.source, runs_table.c.id)
+        .subquery("latest_attempts")
+    )
+    finished = (
+        sa.select(runs_table.c.source, runs_table.c.id, runs_table.c.attempt)
+        .where(runs_table.c.finished_at.is_not(None), in_window(runs_table.c.finished_at, window))
+        .subquery("finished_runs")
+    )
+    job_rows = store.query(
+        sa.select(jobs_table, finished.c.attempt.label("run_attempt"))
+        .select_from(
+            jobs_table.join(
+                latest, sa.and_(jobs_table.c.source == latest.c.source, jobs_table.c.run_id == latest.c.id)
+            ).join(
+                finished,
+                sa.and_(
+                    jobs_table.c.source == finished.c.source,
+                    jobs_table.c.run_id == finished.c.id,
+                    finished.c.attempt == sa.func.coalesce(jobs_table.c.attempt, latest.c.latest),
+                ),
+            )
+        )
+        .order_by(jobs_table.c.created_at, jobs_table.c.id)
+    )
+    steps_of: dict[tuple[str, str], list[StepRecord]] = {}
+    if job_rows:
+        job_keys = sa.select(jobs_table.c.source, jobs_table.c.id).join(
+            finished, sa.and_(jobs_table.c.source == finished.c.source, jobs_table.c.run_id == finished.c.id)
+        )
+        for row in store.query(
+            sa.select(steps_table)
+            .where(sa.tuple_(steps_table.c.source, steps_table.c.job_id).in_(job_keys))
+            .order_by(steps_table.c.number)
+        ):
+            steps_of.setdefault((row["source"], row["job_id"]), []).append(
+                StepRecord(
+                    number=row["number"],
+                    name=row["name"],
+                    stage=row["stage"],
+                    status=row["status"],
+                    started_at=_aware(row["started_at"]) or EARLIEST,
+                    finished_at=_aware(row["finished_at"]) or EARLIEST,
+                )
+            )
+    jobs_of: dict[tuple[str, str, int], list[JobRecord]] = {}
+    for row in job_rows:
+        jobs_of.setdefault((row["source"], row["run_id"], row["run_attempt"]), []).append(
+            JobRecord(
+                id=row["id"],
+                name=row["name"],
+                stage=row["stage"],
+                runner=row["runner"],
+                status=row["status"],
+                created_at=_aware(row["created_at"]) or EARLIEST,
+                started_at=_aware(row["started_at"]),
+                finished_at=_aware(row["finished_at"]),
+                failure_reason=row["failure_reason"],
+                steps=tuple(steps_of.get((row["source"], row["id"]), ())),
+            )
+        )
+    return [
+        RunRecord(
+            source=row["source"],
+            id=row["id"],
+            attempt=row["attempt"],
+            repo=row["repo"],
+            workflow=row["workflow"],
+            trigger=row["trigger"],
+            branch=row["branch"],
+            pr_number=row["pr_number"],
+            sha=row["sha"],
+            actor=row["actor"],
+            status=row["status"],
+            created_at=_aware(row["created_at"]) or EARLIEST,
+            started_at=_aware(row["started_at"]),
+            finished_at=_aware(row["finished_at"]) or EARLIEST,
+            url=row["url"],
+            jobs=tuple(jobs_of.get((row["source"], row["id"], row["attempt"]), ())),
+        )
+        for row in run_rows
+    ]

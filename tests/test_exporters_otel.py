@@ -1,0 +1,243 @@
+"""`shipscope otel export`: runs as run → job → step spans and deployments with service.version, sent over
+OTLP/HTTP to a local receiver and decoded with the OpenTelemetry protobuf definitions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from typer.testing import CliRunner
+
+from shipscope.cli.main import app
+from shipscope.store import Store
+from tests.factories import delivery
+
+runner = CliRunner()
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _nanos(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+EVENTS: list[dict[str, Any]] = [
+    {
+        "type": "pipeline_run",
+        "id": "run-7",
+        "repo": "acme/shop",
+        "workflow": "CI",
+        "trigger": "pull_request",
+        "branch": "feature/cart",
+        "default_branch": "main",
+        "pr_number": 42,
+        "sha": "a" * 40,
+        "actor": "octocat",
+        "status": "failure",
+        "created_at": _iso(START),
+        "started_at": _iso(START + timedelta(seconds=20)),
+        "finished_at": _iso(START + timedelta(minutes=9)),
+        "url": "https://ci.example/acme/shop/runs/7",
+    },
+    {
+        "type": "job",
+        "id": "job-1",
+        "run_id": "run-7",
+        "name": "build",
+        "stage": "build",
+        "status": "success",
+        "created_at": _iso(START + timedelta(seconds=20)),
+        "started_at": _iso(START + timedelta(seconds=50)),
+        "finished_at": _iso(START + timedelta(minutes=4)),
+    },
+    {
+        "type": "job",
+        "id": "job-2",
+        "run_id": "run-7",
+        "name": "unit tests",
+        "stage": "test",
+        "status": "failure",
+        "created_at": _iso(START + timedelta(minutes=4)),
+        "started_at": _iso(START + timedelta(minutes=4, seconds=10)),
+        "finished_at": _iso(START + timedelta(minutes=9)),
+    },
+    *(
+        {
+            "type": "step",
+            "job_id": "job-2",
+            "number": number,
+            "name": name,
+            "status": status,
+            "started_at": _iso(START + timedelta(minutes=4 + number)),
+            "finished_at": _iso(START + timedelta(minutes=5 + number)),
+        }
+        for number, name, status in ((1, "Checkout", "success"), (2, "pytest", "failure"))
+    ),
+    {
+        "type": "deployment",
+        "id": "deploy-3",
+        "service": "checkout",
+        "environment": "production",
+        "sha": "b" * 40,
+        "version": "v1.4.2",
+        "status": "success",
+        "started_at": _iso(START + timedelta(hours=1)),
+        "finished_at": _iso(START + timedelta(hours=1, minutes=3)),
+    },
+]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    requests: list[tuple[str, str, bytes]]
+    answer = 200
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.requests.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(self.answer)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Receiver", (_Receiver,), {"requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def db_with_a_run(tmp_path: Path) -> str:
+    url = f"duckdb:///{tmp_path / 'otel.duckdb'}"
+    store = Store(url)
+    store.ensure_schema()
+    store.ingest([delivery(event) for event in EVENTS], [])
+    store.close()
+    return url
+
+
+def _values(attributes: Any) -> dict[str, Any]:
+    pairs: list[KeyValue] = list(attributes)
+    return {pair.key: getattr(pair.value, pair.value.WhichOneof("value")) for pair in pairs}
+
+
+def _export(url: str, endpoint: str) -> None:
+    result = runner.invoke(app, ["otel", "export", "--db", url, "--endpoint", endpoint, "--since", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    assert "sent 6 spans (1 runs, 1 deployments) in 1 requests" in result.stderr
+
+
+def _decoded(handler: type[_Receiver]) -> list[tuple[dict[str, Any], Span]]:
+    spans = []
+    for path, content_type, body in handler.requests:
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            resource = _values(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                assert scope_spans.scope.name == "shipscope"
+                spans.extend((resource, span) for span in scope_spans.spans)
+    return spans
+
+
+def test_runs_export_as_run_job_step_traces(db_with_a_run: str, receiver: tuple[str, type[_Receiver]]) -> None:
+    base, handler = receiver
+    _export(db_with_a_run, base)
+    spans = _decoded(handler)
+    by_name = {span.name: (resource, span) for resource, span in spans}
+    assert sorted(by_name) == ["Checkout", "DEPLOY checkout", "RUN CI", "build", "pytest", "unit tests"]
+
+    resource, run = by_name["RUN CI"]
+    assert resource["service.name"] == "acme/shop"
+    assert run.parent_span_id == b"" and run.kind == Span.SPAN_KIND_SERVER
+    assert (run.start_time_unix_nano, run.end_time_unix_nano) == (
+        _nanos(START + timedelta(seconds=20)),
+        _nanos(START + timedelta(minutes=9)),
+    )
+    assert run.status.code == Status.STATUS_CODE_ERROR
+    assert _values(run.attributes) == {
+        "cicd.pipeline.name": "CI",
+        "cicd.pipeline.run.id": "run-7",
+        "cicd.pipeline.run.url.full": "https://ci.example/acme/shop/runs/7",
+        "cicd.pipeline.result": "failure",
+        "cicd.pipeline.action.name": "RUN",
+        "cicd.pipeline.run.attempt": 1,
+        "cicd.pipeline.trigger": "pull_request",
+        "vcs.ref.head.name": "feature/cart",
+        "vcs.ref.head.revision": "a" * 40,
+        "vcs.change.id": "42",
+        "enduser.id": "octocat",
+        "shipscope.queue_seconds": 20.0,
+    }
+
+    for job_name, task_type, result in (("build", "build", "success"), ("unit tests", "test", "failure")):
+        _, job = by_name[job_name]
+        assert job.trace_id == run.trace_id and job.parent_span_id == run.span_id
+        attributes = _values(job.attributes)
+        assert attributes["cicd.pipeline.task.name"] == job_name
+        assert attributes["cicd.pipeline.task.type"] == task_type
+        assert attributes["cicd.pipeline.task.run.result"] == result
+    _, tests_job = by_name["unit tests"]
+    assert tests_job.start_time_unix_nano == _nanos(START + timedelta(minutes=4, seconds=10))
+    assert _values(tests_job.attributes)["shipscope.queue_seconds"] == 10.0
+    for step_name, number in (("Checkout", 1), ("pytest", 2)):
+        _, step = by_name[step_name]
+        assert step.trace_id == run.trace_id and step.parent_span_id == tests_job.span_id
+        assert step.start_time_unix_nano == _nanos(START + timedelta(minutes=4 + number))
+        assert step.end_time_unix_nano == _nanos(START + timedelta(minutes=5 + number))
+        assert _values(step.attributes)["shipscope.step.number"] == number
+    assert by_name["pytest"][1].status.code == Status.STATUS_CODE_ERROR
+
+    deployed, deployment = by_name["DEPLOY checkout"]
+    assert deployed["service.name"] == "checkout" and deployed["service.version"] == "v1.4.2"
+    assert deployed["deployment.environment.name"] == "production"
+    assert deployment.trace_id != run.trace_id and deployment.parent_span_id == b""
+    assert _values(deployment.attributes)["vcs.ref.head.revision"] == "b" * 40
+    assert len({span.span_id for _, span in spans}) == 6
+
+
+def test_exporting_again_sends_the_same_ids(db_with_a_run: str, receiver: tuple[str, type[_Receiver]]) -> None:
+    base, handler = receiver
+    _export(db_with_a_run, f"{base}/v1/traces")
+    first = {(span.trace_id, span.span_id) for _, span in _decoded(handler)}
+    handler.requests.clear()
+    _export(db_with_a_run, base)
+    assert {(span.trace_id, span.span_id) for _, span in _decoded(handler)} == first
+
+
+def test_a_refusing_endpoint_or_no_endpoint_is_a_clear_error(
+    db_with_a_run: str, receiver: tuple[str, type[_Receiver]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, handler = receiver
+    handler.answer = 400
+    refused = runner.invoke(app, ["otel", "export", "--db", db_with_a_run, "--endpoint", base, "--since", "2026-11-01"])
+    assert refused.exit_code == 2 and "did not accept spans 1–6; 0 were sent before" in refused.stderr
+    assert "Traceback" not in refused.output
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    missing = runner.invoke(app, ["otel", "export", "--db", db_with_a_run])
+    assert missing.exit_code == 2 and "give --endpoint or set OTEL_EXPORTER_OTLP_ENDPOINT" in missing.stderr
+    scheme = runner.invoke(app, ["otel", "export", "--db", db_with_a_run, "--endpoint", "collector:4318"])
+    assert scheme.exit_code == 2 and "expected an http:// or https:// URL" in scheme.stderr
