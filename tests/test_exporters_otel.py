@@ -3,6 +3,7 @@ OTLP/HTTP to a local receiver and decoded with the OpenTelemetry protobuf defini
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,14 +11,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from typer.testing import CliRunner
 
 from shipscope.cli.main import app
-from shipscope.store import Store
+from shipscope.config import Settings
+from shipscope.store import Store, schema
+from shipscope.web.app import create_app
 from tests.factories import delivery
 
 runner = CliRunner()
@@ -241,3 +251,98 @@ def test_a_refusing_endpoint_or_no_endpoint_is_a_clear_error(
     assert missing.exit_code == 2 and "give --endpoint or set OTEL_EXPORTER_OTLP_ENDPOINT" in missing.stderr
     scheme = runner.invoke(app, ["otel", "export", "--db", db_with_a_run, "--endpoint", "collector:4318"])
     assert scheme.exit_code == 2 and "expected an http:// or https:// URL" in scheme.stderr
+
+
+# ----- OTLP/HTTP traces received at /v1/traces ---------------------------------------------------------------------
+
+
+def _hex_ids(document: Any) -> Any:
+    """protobuf's JSON mapping writes ids in base64; OTLP JSON writes them in hex."""
+    for resource_spans in document["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for name in ("traceId", "spanId", "parentSpanId"):
+                    if name in span:
+                        span[name] = base64.b64decode(span[name]).hex()
+    return document
+
+
+def _received(tmp_path: Path, body: bytes, content_type: str) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+    url = f"duckdb:///{tmp_path / 'received.duckdb'}"
+    with TestClient(create_app(Settings(db=url, alert_interval_seconds=0))) as client:
+        answer = client.post("/v1/traces", content=body, headers={"Content-Type": content_type})
+        again = client.post("/v1/traces", content=body, headers={"Content-Type": content_type})
+        assert again.status_code == 200 and again.content == answer.content
+    store = Store(url)
+    tables = {
+        name: store.query(sa.select(table).order_by(*table.primary_key.columns))
+        for name, table in (("runs", schema.pipeline_runs), ("jobs", schema.jobs), ("steps", schema.steps))
+    }
+    store.close()
+    return answer, tables
+
+
+def _exported_request(db_url: str, receiver: tuple[str, type[_Receiver]]) -> bytes:
+    base, handler = receiver
+    _export(db_url, base)
+    [(_, _, body)] = handler.requests
+    return body
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_received_traces_become_runs_jobs_and_steps(
+    encoding: str, db_with_a_run: str, receiver: tuple[str, type[_Receiver]], tmp_path: Path
+) -> None:
+    body = _exported_request(db_with_a_run, receiver)
+    content_type = "application/x-protobuf"
+    if encoding == "json":
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        body = orjson.dumps(_hex_ids(json_format.MessageToDict(request)))
+        content_type = "application/json"
+    answer, tables = _received(tmp_path, body, content_type)
+    assert answer.status_code == 200 and answer.headers["content-type"] == content_type
+    response = ExportTraceServiceResponse()
+    if encoding == "json":
+        json_format.Parse(answer.text, response)
+    else:
+        response.ParseFromString(answer.content)
+    # The deployment span is not a CI span: counted, not stored and not hidden.
+    assert response.partial_success.rejected_spans == 1
+
+    [run] = tables["runs"]
+    assert (run["source"], run["id"], run["repo"], run["workflow"]) == ("otlp", "run-7", "acme/shop", "CI")
+    assert (run["status"], run["branch"], run["sha"], run["pr_number"]) == ("failure", "feature/cart", "a" * 40, 42)
+    assert run["trigger"] == "pull_request" and run["url"] == "https://ci.example/acme/shop/runs/7"
+    assert _aware(run["started_at"]) == START + timedelta(seconds=20)
+    assert _aware(run["finished_at"]) == START + timedelta(minutes=9)
+    assert [(job["id"], job["run_id"], job["name"], job["status"]) for job in tables["jobs"]] == [
+        ("job-1", "run-7", "build", "success"),
+        ("job-2", "run-7", "unit tests", "failure"),
+    ]
+    assert [(step["job_id"], step["number"], step["name"], step["status"]) for step in tables["steps"]] == [
+        ("job-2", 1, "Checkout", "success"),
+        ("job-2", 2, "pytest", "failure"),
+    ]
+    assert _aware(tables["steps"][1]["finished_at"]) == START + timedelta(minutes=7)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def test_bad_otlp_payloads_are_refused_with_what_was_wrong(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'bad.duckdb'}"
+    span = {"traceId": "zz", "spanId": "00f067aa0ba902b7", "name": "RUN CI", "startTimeUnixNano": "1"}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    with TestClient(create_app(Settings(db=url, alert_interval_seconds=0))) as client:
+        garbage = client.post("/v1/traces", content=b"\xff\xff\xff", headers={"Content-Type": "application/x-protobuf"})
+        assert garbage.status_code == 400 and "not an ExportTraceServiceRequest" in garbage.text
+        not_hex = client.post(
+            "/v1/traces", content=orjson.dumps(document), headers={"Content-Type": "application/json"}
+        )
+        assert not_hex.status_code == 400 and "traceId 'zz' is not hex" in not_hex.text
+        broken = client.post("/v1/traces", content=b'{"resourceSpans": [', headers={"Content-Type": "application/json"})
+        assert broken.status_code == 400 and "OTLP JSON" in broken.text
+        text = client.post("/v1/traces", content=b"spans", headers={"Content-Type": "text/plain"})
+        assert text.status_code == 415 and "application/x-protobuf or application/json" in text.text

@@ -51,6 +51,10 @@ class TooLarge(InputError):
     status = 413
 
 
+class UnsupportedMediaType(InputError):
+    status = 415
+
+
 class NotFound(ShipscopeError):
     status = 404
 

@@ -137,9 +137,8 @@ def _job_spans(run: RunRecord, job: JobRecord, parent: SpanContext, resource: Re
             start_time=_nanos(step.started_at),
             end_time=_nanos(step.finished_at),
             status=_status(step.status),
+            # No cicd.pipeline.task.* here: a step is not a task; its parent span names the job.
             attributes={
-                "cicd.pipeline.task.name": job.name,
-                "cicd.pipeline.task.run.id": job.id,
                 "shipscope.step.number": step.number,
                 "shipscope.stage": step.stage,
                 "shipscope.step.result": _RESULT.get(step.status, step.status),

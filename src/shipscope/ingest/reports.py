@@ -1,8 +1,9 @@
 """Report uploads and the seed's own payloads, each a journaled delivery with the parameters it was sent with.
 
 Formats: ``junit`` (JUnit XML), ``sarif`` (SARIF 2.x), ``cache-log`` (actions/cache and BuildKit logs),
-``pushgateway`` (Prometheus text exposition pushed to ``/metrics/job/<job>{/<label>/<value>}``) and
-``pipeline-export`` (the GitLab JSON export ``{pipeline_id, duration_seconds, status, project, …}``).
+``pushgateway`` (Prometheus text exposition pushed to ``/metrics/job/<job>{/<label>/<value>}``),
+``pipeline-export`` (the GitLab JSON export ``{pipeline_id, duration_seconds, status, project, …}``) and
+``otlp-traces`` (OTLP/HTTP traces of CI pipelines, ``shipscope.ingest.otlp``).
 
 The parameters (run id, repo, the time a push was received, …) are journaled beside the body, so reprocess turns
 the same bytes into the same events.
@@ -23,6 +24,8 @@ from shipscope.events import DEFAULT_SOURCE, Event, PipelineRun, RunStatus
 from shipscope.ingest import Delivery
 from shipscope.ingest.cache_log import parse_cache_log
 from shipscope.ingest.junit import parse_junit
+from shipscope.ingest.otlp import KIND as OTLP_TRACES
+from shipscope.ingest.otlp import parse_otlp_traces
 from shipscope.ingest.sarif import parse_sarif
 from shipscope.ingest.webhooks import body_digest, json_object
 
@@ -177,6 +180,7 @@ PARSERS: Mapping[str, Callable[[bytes, Mapping[str, str]], Sequence[Event]]] = {
     "cache-log": _cache_log,
     "pushgateway": _pushgateway,
     "pipeline-export": _pipeline_export,
+    OTLP_TRACES: lambda body, params: parse_otlp_traces(body, params).events,
 }
 
 _STAMPED = {"sarif": "scanned_at", "pushgateway": RECEIVED_AT, "pipeline-export": RECEIVED_AT}

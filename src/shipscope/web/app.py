@@ -26,10 +26,12 @@ from starlette.middleware.gzip import GZipMiddleware
 from shipscope import __version__
 from shipscope.alerts import alert_round, notifier_for
 from shipscope.config import Settings
-from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError
+from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError, UnsupportedMediaType
 from shipscope.exporters.prometheus import ExporterConfig, StoreCollector, metrics_registry
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
+from shipscope.ingest.otlp import KIND as OTLP_TRACES
+from shipscope.ingest.otlp import otlp_response, parse_otlp_traces
 from shipscope.ingest.registry import decode
 from shipscope.ingest.reports import report_delivery
 from shipscope.ingest.webhooks import (
@@ -297,7 +299,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
         return await _accept_webhook(request, "gitlab", verify, gitlab_delivery)
 
-    async def _accept_report(request: Request, fmt: str, params: dict[str, str]) -> Response:
+    async def _store_report(request: Request, fmt: str, params: dict[str, str]) -> tuple[Delivery, bool, bytes]:
+        """Reads, parses and stores one report; answers only once it is durable."""
         body = b""
         try:
             body = await read_body(request, settings.max_body_bytes)
@@ -306,6 +309,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             await _journal_rejection(request, fmt, error, body)
             raise
         [is_new] = await asyncio.wrap_future(request.app.state.writer.submit([delivery]))
+        return delivery, is_new, body
+
+    async def _accept_report(request: Request, fmt: str, params: dict[str, str]) -> Response:
+        delivery, is_new, _ = await _store_report(request, fmt, params)
         report = IngestReport()
         report.count([delivery], [is_new])
         return ORJSONResponse({"ok": True, **report.to_json()})
@@ -347,6 +354,23 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     async def pipeline_export(request: Request) -> Response:
         """The GitLab JSON export `{pipeline_id, duration_seconds, status, project, deployment_frequency}`."""
         return await _accept_report(request, "pipeline-export", {})
+
+    @app.post("/v1/traces", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    async def otlp_traces(request: Request) -> Response:
+        """OTLP/HTTP traces of CI pipelines (`application/x-protobuf` or `application/json`): run, job and step
+        spans by the OpenTelemetry CI/CD conventions become runs, jobs and steps. Answers an
+        ExportTraceServiceResponse in the request's encoding; spans that are not CI spans are counted in
+        `partialSuccess.rejectedSpans`."""
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        encoding = {"application/x-protobuf": "protobuf", "application/json": "json"}.get(media_type)
+        if encoding is None:
+            raise UnsupportedMediaType(
+                f"OTLP traces are application/x-protobuf or application/json, not {media_type or 'unlabelled'}"
+            )
+        delivery, _, body = await _store_report(request, OTLP_TRACES, {"encoding": encoding})
+        rejected = (await run_in_threadpool(parse_otlp_traces, body, delivery.headers)).rejected_spans
+        content, media_type = otlp_response(encoding, rejected)
+        return Response(content, media_type=media_type)
 
     pushgateway_path = "/metrics/{job_label}/{grouping:path}"
     ingest_scope = [Depends(require("ingest"))]
