@@ -13,9 +13,10 @@ The spans are the SDK's ``ReadableSpan``s, built with the store's own timestamps
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -201,24 +202,15 @@ def traces_endpoint(endpoint: str) -> str:
 def export_spans(spans: Iterable[ReadableSpan], endpoint: str, timeout: float = 10.0) -> ExportOutcome:
     """Sends ``spans`` in batches; an InputError names the batch the endpoint refused (the SDK logs its reason)."""
     exporter = OTLPSpanExporter(endpoint=traces_endpoint(endpoint), timeout=timeout)
+    remaining = iter(spans)
     sent = requests = 0
-    batch: list[ReadableSpan] = []
     try:
-        for span in spans:
-            batch.append(span)
-            if len(batch) == BATCH_SPANS:
-                sent, requests = _send(exporter, batch, sent, requests, endpoint)
-                batch = []
-        if batch:
-            sent, requests = _send(exporter, batch, sent, requests, endpoint)
+        while batch := list(islice(remaining, BATCH_SPANS)):
+            if exporter.export(batch) is not SpanExportResult.SUCCESS:
+                raise InputError(
+                    f"{endpoint} did not accept spans {sent + 1}–{sent + len(batch)}; {sent} were sent before"
+                )
+            sent, requests = sent + len(batch), requests + 1
     finally:
         exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
     return ExportOutcome(spans=sent, requests=requests)
-
-
-def _send(
-    exporter: OTLPSpanExporter, batch: Sequence[ReadableSpan], sent: int, requests: int, endpoint: str
-) -> tuple[int, int]:
-    if exporter.export(batch) is not SpanExportResult.SUCCESS:
-        raise InputError(f"{endpoint} did not accept spans {sent + 1}–{sent + len(batch)}; {sent} were sent before")
-    return sent + len(batch), requests + 1

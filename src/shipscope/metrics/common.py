@@ -223,3 +223,13 @@ def seconds_between(start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) ->
 
 def in_window(column: sa.ColumnElement[Any], window: Window) -> sa.ColumnElement[bool]:
     return sa.and_(column >= window.since, column < window.until)
+
+
+def job_belongs_to(jobs: sa.FromClause, runs: sa.FromClause) -> sa.ColumnElement[bool]:
+    """The job is one of this run attempt's: the attempt it names, clamped to the latest stored, or the latest when
+    it names none. ``runs`` holds each attempt's source, id, attempt and its run's ``latest`` attempt."""
+    return sa.and_(
+        jobs.c.source == runs.c.source,
+        jobs.c.run_id == runs.c.id,
+        runs.c.attempt == sa.func.least(sa.func.coalesce(jobs.c.attempt, runs.c.latest), runs.c.latest),
+    )

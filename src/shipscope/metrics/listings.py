@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from shipscope.errors import InputError
 from shipscope.metrics.common import (
     DEFAULT_CONFIG,
-    EARLIEST,
     NO_FILTERS,
     Filters,
     MetricsConfig,
     Window,
     in_window,
+    job_belongs_to,
     matches_any,
     monday,
     teams_members,
@@ -656,97 +656,54 @@ class RunRecord:
     jobs: tuple[JobRecord, ...]
 
 
+_Record = TypeVar("_Record", StepRecord, JobRecord, RunRecord)
+
+
 def finished_runs(store: Store, window: Window) -> list[RunRecord]:
-    """Every run attempt that finished in ``window``, oldest first, with its jobs (the attempt a job names, or the
-    run's latest when it names none) and their steps."""
-    runs_table, jobs_table, steps_table = schema.pipeline_runs, schema.jobs, schema.steps
-    run_rows = store.query(
-        sa.select(runs_table)
-        .where(runs_table.c.finished_at.is_not(None), in_window(runs_table.c.finished_at, window))
-        .order_by(runs_table.c.finished_at, runs_table.c.id, runs_table.c.attempt)
-    )
-    if not run_rows:
-        return []
+    """Every run attempt that finished in ``window``, oldest first, with its jobs (by ``job_belongs_to``) and their
+    steps."""
+    runs, jobs, steps = schema.pipeline_runs, schema.jobs, schema.steps
     latest = (
-        sa.select(runs_table.c.source, runs_table.c.id, sa.func.max(runs_table.c.attempt).label("latest"))
-        .group_by(runs_table.c.source, runs_table.c.id)
+        sa.select(runs.c.source, runs.c.id, sa.func.max(runs.c.attempt).label("latest"))
+        .group_by(runs.c.source, runs.c.id)
         .subquery("latest_attempts")
     )
     finished = (
-        sa.select(runs_table.c.source, runs_table.c.id, runs_table.c.attempt)
-        .where(runs_table.c.finished_at.is_not(None), in_window(runs_table.c.finished_at, window))
+        sa.select(runs, latest.c.latest)
+        .join(latest, sa.and_(runs.c.source == latest.c.source, runs.c.id == latest.c.id))
+        .where(runs.c.finished_at.is_not(None), in_window(runs.c.finished_at, window))
         .subquery("finished_runs")
     )
+    run_rows = store.query(sa.select(finished).order_by(finished.c.finished_at, finished.c.id, finished.c.attempt))
+    if not run_rows:
+        return []
     job_rows = store.query(
-        sa.select(jobs_table, finished.c.attempt.label("run_attempt"))
-        .select_from(
-            jobs_table.join(
-                latest, sa.and_(jobs_table.c.source == latest.c.source, jobs_table.c.run_id == latest.c.id)
-            ).join(
-                finished,
-                sa.and_(
-                    jobs_table.c.source == finished.c.source,
-                    jobs_table.c.run_id == finished.c.id,
-                    finished.c.attempt == sa.func.coalesce(jobs_table.c.attempt, latest.c.latest),
-                ),
-            )
-        )
-        .order_by(jobs_table.c.created_at, jobs_table.c.id)
+        sa.select(jobs, finished.c.attempt.label("run_attempt"))
+        .select_from(jobs.join(finished, job_belongs_to(jobs, finished)))
+        .order_by(jobs.c.created_at, jobs.c.id)
     )
     steps_of: dict[tuple[str, str], list[StepRecord]] = {}
     if job_rows:
-        job_keys = sa.select(jobs_table.c.source, jobs_table.c.id).join(
-            finished, sa.and_(jobs_table.c.source == finished.c.source, jobs_table.c.run_id == finished.c.id)
+        job_keys = sa.select(jobs.c.source, jobs.c.id).join(finished, job_belongs_to(jobs, finished))
+        step_rows = store.query(
+            sa.select(steps).where(sa.tuple_(steps.c.source, steps.c.job_id).in_(job_keys)).order_by(steps.c.number)
         )
-        for row in store.query(
-            sa.select(steps_table)
-            .where(sa.tuple_(steps_table.c.source, steps_table.c.job_id).in_(job_keys))
-            .order_by(steps_table.c.number)
-        ):
-            steps_of.setdefault((row["source"], row["job_id"]), []).append(
-                StepRecord(
-                    number=row["number"],
-                    name=row["name"],
-                    stage=row["stage"],
-                    status=row["status"],
-                    started_at=_aware(row["started_at"]) or EARLIEST,
-                    finished_at=_aware(row["finished_at"]) or EARLIEST,
-                )
-            )
+        for row in step_rows:
+            steps_of.setdefault((row["source"], row["job_id"]), []).append(_record(StepRecord, row))
     jobs_of: dict[tuple[str, str, int], list[JobRecord]] = {}
     for row in job_rows:
-        jobs_of.setdefault((row["source"], row["run_id"], row["run_attempt"]), []).append(
-            JobRecord(
-                id=row["id"],
-                name=row["name"],
-                stage=row["stage"],
-                runner=row["runner"],
-                status=row["status"],
-                created_at=_aware(row["created_at"]) or EARLIEST,
-                started_at=_aware(row["started_at"]),
-                finished_at=_aware(row["finished_at"]),
-                failure_reason=row["failure_reason"],
-                steps=tuple(steps_of.get((row["source"], row["id"]), ())),
-            )
-        )
+        job = _record(JobRecord, row, steps=tuple(steps_of.get((row["source"], row["id"]), ())))
+        jobs_of.setdefault((row["source"], row["run_id"], row["run_attempt"]), []).append(job)
     return [
-        RunRecord(
-            source=row["source"],
-            id=row["id"],
-            attempt=row["attempt"],
-            repo=row["repo"],
-            workflow=row["workflow"],
-            trigger=row["trigger"],
-            branch=row["branch"],
-            pr_number=row["pr_number"],
-            sha=row["sha"],
-            actor=row["actor"],
-            status=row["status"],
-            created_at=_aware(row["created_at"]) or EARLIEST,
-            started_at=_aware(row["started_at"]),
-            finished_at=_aware(row["finished_at"]) or EARLIEST,
-            url=row["url"],
-            jobs=tuple(jobs_of.get((row["source"], row["id"], row["attempt"]), ())),
-        )
+        _record(RunRecord, row, jobs=tuple(jobs_of.get((row["source"], row["id"], row["attempt"]), ())))
         for row in run_rows
     ]
+
+
+def _record(kind: type[_Record], row: dict[str, Any], **more: Any) -> _Record:
+    """A record of ``kind`` from the row's columns of its field names, timestamps made timezone-aware."""
+    values = {name: row[name] for name in kind.__dataclass_fields__ if name not in more}
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            values[name] = _aware(value)
+    return kind(**values, **more)

@@ -48,6 +48,7 @@ from shipscope.metrics.common import (
     Ratio,
     Window,
     in_window,
+    job_belongs_to,
     monday,
     percentile_columns,
     teams_members,
@@ -648,16 +649,6 @@ def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *colum
     return sa.select(recent).where(recent.c.created_at < window.until).subquery("window_runs")
 
 
-def _job_belongs_to(jobs: sa.FromClause, runs: sa.FromClause) -> sa.ColumnElement[bool]:
-    """The job is one of this run attempt's (``runs`` from ``_window_runs``): the attempt it names, clamped to the
-    latest stored, or the latest when it names none."""
-    return sa.and_(
-        jobs.c.source == runs.c.source,
-        jobs.c.run_id == runs.c.id,
-        runs.c.attempt == sa.func.least(sa.func.coalesce(jobs.c.attempt, runs.c.latest), runs.c.latest),
-    )
-
-
 def failure_rates(
     store: Store,
     window: Window,
@@ -694,7 +685,7 @@ def failure_rates(
         .select_from(
             completed.outerjoin(
                 jobs,
-                sa.and_(_job_belongs_to(jobs, completed), jobs.c.status == "failure", completed.c.status == "failure"),
+                sa.and_(job_belongs_to(jobs, completed), jobs.c.status == "failure", completed.c.status == "failure"),
             )
         )
         .group_by(
@@ -861,7 +852,7 @@ def cache_hit_rates(
         sa.select(*columns)
         .select_from(
             caches.join(jobs, sa.and_(jobs.c.source == caches.c.source, jobs.c.id == caches.c.job_id)).join(
-                runs, _job_belongs_to(jobs, runs)
+                runs, job_belongs_to(jobs, runs)
             )
         )
         .where(caches.c.run_id.is_(None))
@@ -1098,7 +1089,7 @@ def queue_histograms(
             _branch_kind(runs).label("branch_kind"),
             _elapsed(jobs.c.created_at, jobs.c.started_at).label("seconds"),
         )
-        .select_from(jobs.join(runs, _job_belongs_to(jobs, runs)))
+        .select_from(jobs.join(runs, job_belongs_to(jobs, runs)))
         .where(in_window(jobs.c.created_at, window), jobs.c.started_at.is_not(None))
         .subquery("queued_jobs")
     )
@@ -1136,7 +1127,7 @@ def stage_histograms(
         sa.select(runs.c.repo, steps.c.stage, _elapsed(steps.c.started_at, steps.c.finished_at).label("seconds"))
         .select_from(
             steps.join(jobs, sa.and_(jobs.c.source == steps.c.source, jobs.c.id == steps.c.job_id)).join(
-                runs, _job_belongs_to(jobs, runs)
+                runs, job_belongs_to(jobs, runs)
             )
         )
         .where(*_step_conditions(window.since, window.until, NO_FILTERS, config))
