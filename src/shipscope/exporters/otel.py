@@ -58,6 +58,10 @@ def _attributes(values: dict[str, AttributeValue | None]) -> dict[str, Attribute
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _queued(created_at: datetime, started_at: datetime | None) -> float | None:
+    return None if started_at is None else (started_at - created_at).total_seconds()
+
+
 def _context(trace_id: int, span_id: int) -> SpanContext:
     return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
@@ -90,9 +94,7 @@ def run_spans(run: RunRecord) -> list[ReadableSpan]:
                     "vcs.ref.head.revision": run.sha,
                     "vcs.change.id": None if run.pr_number is None else str(run.pr_number),
                     "enduser.id": run.actor,
-                    "shipscope.queue_seconds": (
-                        None if run.started_at is None else (run.started_at - run.created_at).total_seconds()
-                    ),
+                    "shipscope.queue_seconds": _queued(run.created_at, run.started_at),
                 }
             ),
         )
@@ -121,9 +123,7 @@ def _job_spans(run: RunRecord, job: JobRecord, parent: SpanContext, resource: Re
                 "cicd.pipeline.task.run.result": _RESULT.get(job.status, job.status),
                 "cicd.pipeline.task.type": _TASK_TYPE.get(job.stage or ""),
                 "cicd.worker.name": job.runner,
-                "shipscope.queue_seconds": (
-                    None if job.started_at is None else (job.started_at - job.created_at).total_seconds()
-                ),
+                "shipscope.queue_seconds": _queued(job.created_at, job.started_at),
                 "error.type": job.failure_reason,
             }
         ),
