@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -236,6 +237,67 @@ def test_exporting_again_sends_the_same_ids(db_with_a_run: str, receiver: tuple[
     handler.requests.clear()
     _export(db_with_a_run, base)
     assert {(span.trace_id, span.span_id) for _, span in _decoded(handler)} == first
+
+
+def _live_client(db_url: str, endpoint: str) -> TestClient:
+    settings = Settings(db=db_url, alert_interval_seconds=0, otlp_endpoint=endpoint, otlp_settle_seconds=0)
+    return TestClient(create_app(settings))
+
+
+def _ndjson(events: list[dict[str, Any]]) -> bytes:
+    return b"\n".join(orjson.dumps(event) for event in events)
+
+
+def _eventually(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_server_sends_runs_and_deployments_live_as_they_finish(
+    db_url: str, db_with_a_run: str, receiver: tuple[str, type[_Receiver]]
+) -> None:
+    base, handler = receiver
+    _export(db_with_a_run, base)
+    exported = {(span.name, span.trace_id, span.span_id, span.parent_span_id) for _, span in _decoded(handler)}
+    handler.requests.clear()
+
+    running = {key: value for key, value in EVENTS[0].items() if key != "finished_at"} | {"status": "in_progress"}
+    with _live_client(db_url, base) as client:
+        # Jobs and steps first, the run still going: nothing is finished, so nothing is sent.
+        assert client.post("/api/v1/events", content=_ndjson([running, *EVENTS[1:5]])).status_code == 200
+        time.sleep(0.3)
+        assert handler.requests == []
+        assert client.post("/api/v1/events", content=_ndjson([EVENTS[0], EVENTS[5]])).status_code == 200
+        _eventually(lambda: len(_decoded(handler)) == 6)
+        live = {(span.name, span.trace_id, span.span_id, span.parent_span_id) for _, span in _decoded(handler)}
+        assert live == exported  # the whole trace, with the ids `otel export` gives
+        # A redelivery and the same run finishing again send nothing more.
+        assert client.post("/api/v1/events", content=_ndjson([EVENTS[0], EVENTS[5]])).json()["duplicates"] == 2
+        again = {**EVENTS[0], "finished_at": _iso(START + timedelta(minutes=10))}
+        assert client.post("/api/v1/events", content=_ndjson([again])).status_code == 200
+        metrics = client.get("/metrics").text
+    assert len(_decoded(handler)) == 6  # leaving the client flushed whatever was still queued
+    assert 'shipscope_otlp_export_traces_total{outcome="sent"} 2.0' in metrics
+
+
+def test_a_refusing_collector_neither_fails_nor_loses_ingest(
+    tmp_path: Path, receiver: tuple[str, type[_Receiver]]
+) -> None:
+    base, handler = receiver
+    handler.answer = 400
+    db_url = f"duckdb:///{tmp_path / 'refused.duckdb'}"
+    with _live_client(db_url, base) as client:
+        answer = client.post("/api/v1/events", content=_ndjson(EVENTS))
+        assert answer.status_code == 200 and answer.json()["stored"] == len(EVENTS)
+        _eventually(lambda: 'outcome="failed"} 2.0' in client.get("/metrics").text)
+    assert handler.requests  # it was tried
+    store = Store(db_url)
+    try:
+        assert store.query(sa.select(sa.func.count()).select_from(schema.pipeline_runs))[0]["count_1"] == 1
+    finally:
+        store.close()
 
 
 def test_a_refusing_endpoint_or_no_endpoint_is_a_clear_error(

@@ -68,3 +68,20 @@ def test_a_failing_request_fails_alone(db_url: str) -> None:
         assert writer.submit([]).exception() is not None
     finally:
         store.close()
+
+
+def test_the_commit_hook_sees_each_committed_batch_and_cannot_fail_it(store: Store) -> None:
+    seen: list[tuple[list[str], list[bool]]] = []
+
+    def hook(deliveries: Sequence[Delivery], is_new: Sequence[bool]) -> None:
+        seen.append(([d.delivery_id for d in deliveries], list(is_new)))
+        raise RuntimeError("the hook broke")
+
+    writer = GroupCommitWriter(store, on_commit=hook)
+    first = delivery(run("r1"))
+    assert writer.submit([first]).result(timeout=30) == [True]
+    assert writer.submit([first, delivery(run("r2"))]).result(timeout=30) == [False, True]
+    writer.close()
+    assert [new for _, new in seen] == [[True], [False, True]]
+    assert seen[0][0] == [first.delivery_id]
+    assert len(store.rows(schema.pipeline_runs)) == 2

@@ -117,6 +117,17 @@ class Settings:
         "", "SHIPSCOPE_ALERT_WEBHOOK_URLS", "Generic JSON webhooks for threshold notices, comma-separated.", secret=True
     )
     dashboard_url: str = _setting("", "SHIPSCOPE_DASHBOARD_URL", "Linked from notices.")
+    otlp_endpoint: str = _setting(
+        "",
+        "SHIPSCOPE_OTLP_ENDPOINT",
+        "OTLP/HTTP endpoint (http://collector:4318) the server sends finished runs and deployments to as traces; "
+        "empty turns it off.",
+    )
+    otlp_settle_seconds: int = _setting(
+        10,
+        "SHIPSCOPE_OTLP_SETTLE_SECONDS",
+        "How long the live trace export waits after a run finishes, for its trailing job webhooks.",
+    )
 
     def with_overrides(self, **values: Any) -> Settings:
         return replace(self, **{key: value for key, value in values.items() if value is not None})

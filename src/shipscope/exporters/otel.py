@@ -8,15 +8,22 @@ twice sends the same spans and a backend keeps one of each.
 
 The spans are the SDK's ``ReadableSpan``s, built with the store's own timestamps, and go through the SDK's
 ``OTLPSpanExporter``, which honours the ``OTEL_EXPORTER_OTLP_*`` variables (headers, compression, certificates).
+``LiveTraceExporter`` sends them as runs and deployments finish; ``shipscope otel export`` sends a window.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+import logging
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
+from typing import Literal
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -27,7 +34,18 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 import shipscope
 from shipscope.errors import InputError
-from shipscope.metrics.listings import DeploymentRow, JobRecord, RunRecord
+from shipscope.events import Deployment, PipelineRun
+from shipscope.ingest import Delivery
+from shipscope.metrics.listings import (
+    DeploymentRow,
+    JobRecord,
+    RunRecord,
+    finished_deployments_by_key,
+    finished_runs_by_key,
+)
+from shipscope.store import Store
+
+log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope("shipscope", shipscope.__version__)
 BATCH_SPANS = 512
@@ -214,3 +232,111 @@ def export_spans(spans: Iterable[ReadableSpan], endpoint: str, timeout: float = 
     finally:
         exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
     return ExportOutcome(spans=sent, requests=requests)
+
+
+TraceKey = tuple[Literal["run", "deployment"], str, str, int]
+"""What a trace is of, its source, its id, and the run's attempt (0 for a deployment)."""
+_STOP = object()
+
+
+class LiveTraceExporter:
+    """Sends each run attempt and deployment as a trace once it has finished, off the ingest path.
+
+    ``offer`` (the writer's commit hook) only notes the keys of finished runs and deployments that committed new
+    deliveries, in a bounded queue; when the queue is full the keys are dropped and counted, never waited for. A
+    thread waits ``settle_seconds`` after a key's first notice, so the job and step webhooks that trail a run's
+    ``completed`` one join its trace, then reads the records and sends them. A key is sent once per process; the
+    stored ids make the span ids, so a later ``shipscope otel export`` of the same window sends the same spans.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        endpoint: str,
+        *,
+        settle_seconds: float = 10.0,
+        max_queued: int = 10_000,
+        timeout: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._endpoint = traces_endpoint(endpoint)
+        self._settle_seconds = settle_seconds
+        self._timeout = timeout
+        self._queue: queue.Queue[TraceKey | object] = queue.Queue(maxsize=max_queued)
+        self._sent: OrderedDict[TraceKey, None] = OrderedDict()
+        self._max_remembered = max_queued
+        self._counts: Counter[str] = Counter()
+        self._thread = threading.Thread(target=self._run, name="shipscope-otlp-export", daemon=True)
+        self._thread.start()
+
+    def offer(self, deliveries: Sequence[Delivery], is_new: Sequence[bool]) -> None:
+        """Queues the finished runs and deployments of the new deliveries; never blocks."""
+        for delivery, new in zip(deliveries, is_new, strict=True):
+            if not new:
+                continue
+            for event in delivery.events:
+                key: TraceKey
+                if isinstance(event, PipelineRun) and event.finished_at is not None:
+                    key = ("run", event.source, event.id, event.attempt)
+                elif isinstance(event, Deployment) and event.finished_at is not None:
+                    key = ("deployment", event.source, event.id, 0)
+                else:
+                    continue
+                try:
+                    self._queue.put_nowait(key)
+                except queue.Full:
+                    self._counts["dropped"] += 1
+                    if self._counts["dropped"] == 1 or self._counts["dropped"] % 1000 == 0:
+                        log.warning(
+                            "the OTLP export queue is full (%s is slow or down): %d traces dropped so far; "
+                            "`shipscope otel export --since …` sends them later",
+                            self._endpoint,
+                            self._counts["dropped"],
+                        )
+
+    def tally(self) -> Mapping[str, int]:
+        """Traces ``sent``, ``failed`` (the endpoint refused them or could not be reached) and ``dropped``."""
+        return dict(self._counts)
+
+    def close(self) -> None:
+        """Sends what is waiting to settle, then stops the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        due: dict[TraceKey, float] = {}
+        while True:
+            wait = max(0.0, min(due.values()) - time.monotonic()) if due else None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            stopping = item is _STOP
+            if isinstance(item, tuple) and item not in self._sent:
+                due.setdefault(item, time.monotonic() + self._settle_seconds)
+            now = time.monotonic()
+            ready = [key for key, moment in due.items() if stopping or moment <= now]
+            if ready:
+                for key in ready:
+                    del due[key]
+                self._send(ready)
+            if stopping:
+                return
+
+    def _send(self, keys: list[TraceKey]) -> None:
+        run_keys = [(source, id_, attempt) for kind, source, id_, attempt in keys if kind == "run"]
+        deployment_keys = [(source, id_) for kind, source, id_, _ in keys if kind == "deployment"]
+        try:
+            runs = finished_runs_by_key(self._store, run_keys)
+            deployments = finished_deployments_by_key(self._store, deployment_keys)
+            spans = [span for run in runs for span in run_spans(run)] + [deployment_span(row) for row in deployments]
+            export_spans(spans, self._endpoint, self._timeout)
+        except Exception as error:
+            self._counts["failed"] += len(keys)
+            log.warning("live OTLP export of %d traces to %s failed: %s", len(keys), self._endpoint, error)
+            return
+        self._counts["sent"] += len(runs) + len(deployments)
+        for key in keys:
+            self._sent[key] = None
+        while len(self._sent) > self._max_remembered:
+            self._sent.popitem(last=False)

@@ -423,12 +423,14 @@ class StoreCollector(Collector):
         config: ExporterConfig,
         metrics_config: MetricsConfig = DEFAULT_CONFIG,
         tally: IngestTally | None = None,
+        trace_tally: Callable[[], Mapping[str, int]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._config = config
         self._metrics_config = metrics_config
         self._tally = tally
+        self._trace_tally = trace_tally
         self._clock = clock
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
@@ -437,6 +439,8 @@ class StoreCollector(Collector):
         yield from self._store_metrics()
         if self._tally is not None:
             yield from _ingest_metrics(*self._tally())
+        if self._trace_tally is not None:
+            yield _trace_export_metric(self._trace_tally())
 
     def _store_metrics(self) -> list[Metric]:
         with self._lock:  # concurrent scrapes wait for one read rather than each making their own
@@ -492,6 +496,18 @@ def _ingest_metrics(
     for (source, outcome), count in sorted(events.items()):
         normalized.add_metric([source, outcome], count)
     yield normalized
+
+
+def _trace_export_metric(counts: Mapping[str, int]) -> Metric:
+    traces = CounterMetricFamily(
+        "shipscope_otlp_export_traces",
+        "Run and deployment traces the live OTLP export handled since the server started, by outcome (sent, "
+        "failed, dropped when its queue was full).",
+        labels=("outcome",),
+    )
+    for outcome in ("sent", "failed", "dropped"):
+        traces.add_metric([outcome], counts.get(outcome, 0))
+    return traces
 
 
 def metrics_registry(collector: StoreCollector) -> CollectorRegistry:

@@ -8,6 +8,7 @@ deployment whose stream has no earlier production deploy) is still listed, witho
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -358,6 +359,23 @@ def deployment_list(
     return DeploymentList(window, tuple(rows[:limit]), len(rows), _weeks(rows))
 
 
+def finished_deployments_by_key(
+    store: Store, keys: Collection[tuple[str, str]], config: MetricsConfig = DEFAULT_CONFIG
+) -> list[DeploymentRow]:
+    """The finished deployments of these (source, id) keys, oldest first, without DORA's view of them."""
+    if not keys:
+        return []
+    rows = store.query(
+        sa.select(_deployments)
+        .where(
+            sa.tuple_(_deployments.c.source, _deployments.c.id).in_(list(keys)),
+            _deployments.c.finished_at.is_not(None),
+        )
+        .order_by(_deployments.c.finished_at, _deployments.c.id)
+    )
+    return [_row(row, config, {}) for row in rows]
+
+
 def _weeks(rows: list[DeploymentRow]) -> tuple[DeploymentWeek, ...]:
     counts: dict[date, list[int]] = {}
     for row in rows:
@@ -662,6 +680,18 @@ _Record = TypeVar("_Record", StepRecord, JobRecord, RunRecord)
 def finished_runs(store: Store, window: Window) -> list[RunRecord]:
     """Every run attempt that finished in ``window``, oldest first, with its jobs (by ``job_belongs_to``) and their
     steps."""
+    return _finished_run_records(store, in_window(schema.pipeline_runs.c.finished_at, window))
+
+
+def finished_runs_by_key(store: Store, keys: Collection[tuple[str, str, int]]) -> list[RunRecord]:
+    """The finished run attempts of these (source, run id, attempt) keys, as ``finished_runs`` gives them."""
+    if not keys:
+        return []
+    runs = schema.pipeline_runs
+    return _finished_run_records(store, sa.tuple_(runs.c.source, runs.c.id, runs.c.attempt).in_(list(keys)))
+
+
+def _finished_run_records(store: Store, condition: sa.ColumnElement[bool]) -> list[RunRecord]:
     runs, jobs, steps = schema.pipeline_runs, schema.jobs, schema.steps
     latest = (
         sa.select(runs.c.source, runs.c.id, sa.func.max(runs.c.attempt).label("latest"))
@@ -671,7 +701,7 @@ def finished_runs(store: Store, window: Window) -> list[RunRecord]:
     finished = (
         sa.select(runs, latest.c.latest)
         .join(latest, sa.and_(runs.c.source == latest.c.source, runs.c.id == latest.c.id))
-        .where(runs.c.finished_at.is_not(None), in_window(runs.c.finished_at, window))
+        .where(runs.c.finished_at.is_not(None), condition)
         .subquery("finished_runs")
     )
     run_rows = store.query(sa.select(finished).order_by(finished.c.finished_at, finished.c.id, finished.c.attempt))

@@ -2,7 +2,9 @@
 
 DuckDB lets one process own a file, and commits are the costly part of a small write. So the server funnels every
 write through one thread: it takes whatever requests are waiting, writes them in one transaction, commits, and
-only then answers each of them. A request is acknowledged only once its batch is durable.
+only then answers each of them. A request is acknowledged only once its batch is durable. Whatever follows a
+commit (the live trace export) is handed the committed deliveries after the answers, and can neither delay nor fail
+them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -29,9 +31,21 @@ class _Request:
     future: Future[list[bool]]
 
 
+CommitHook = Callable[[Sequence[Delivery], Sequence[bool]], None]
+"""Called on the writer thread with each committed batch's deliveries and whether each was new; it must be quick."""
+
+
 class GroupCommitWriter:
-    def __init__(self, store: Store, *, max_requests: int = 512, gather_seconds: float = 0.005) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_requests: int = 512,
+        gather_seconds: float = 0.005,
+        on_commit: CommitHook | None = None,
+    ) -> None:
         self._store = store
+        self._on_commit = on_commit
         self._max_requests = max_requests
         self._gather_seconds = gather_seconds
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -110,3 +124,8 @@ class GroupCommitWriter:
             count = len(request.deliveries)
             request.future.set_result(is_new[offset : offset + count])
             offset += count
+        if self._on_commit is not None:
+            try:
+                self._on_commit(deliveries, is_new)
+            except Exception:
+                log.exception("a commit hook failed; the batch itself is stored")

@@ -27,6 +27,7 @@ from shipscope import __version__
 from shipscope.alerts import alert_round, notifier_for
 from shipscope.config import Settings
 from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError, UnsupportedMediaType
+from shipscope.exporters.otel import LiveTraceExporter
 from shipscope.exporters.prometheus import ExporterConfig, StoreCollector, metrics_registry
 from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
@@ -107,8 +108,16 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned_store.ensure_schema()
+        app.state.trace_exporter = (
+            LiveTraceExporter(owned_store, settings.otlp_endpoint, settle_seconds=settings.otlp_settle_seconds)
+            if settings.otlp_endpoint
+            else None
+        )
         app.state.writer = GroupCommitWriter(
-            owned_store, max_requests=settings.commit_batch_max, gather_seconds=settings.commit_gather_ms / 1000
+            owned_store,
+            max_requests=settings.commit_batch_max,
+            gather_seconds=settings.commit_gather_ms / 1000,
+            on_commit=app.state.trace_exporter.offer if app.state.trace_exporter else None,
         )
         alerting = (
             asyncio.create_task(_alert_loop(owned_store, settings)) if settings.alert_interval_seconds > 0 else None
@@ -120,6 +129,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 alerting.cancel()
                 await asyncio.gather(alerting, return_exceptions=True)
             app.state.writer.close()
+            if app.state.trace_exporter is not None:
+                app.state.trace_exporter.close()
             if store is None:
                 owned_store.close()
 
@@ -135,7 +146,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     app.state.store = owned_store
     registry = metrics_registry(
-        StoreCollector(owned_store, exporter_config, metrics_config, tally=lambda: app.state.writer.tally())
+        StoreCollector(
+            owned_store,
+            exporter_config,
+            metrics_config,
+            tally=lambda: app.state.writer.tally(),
+            trace_tally=(lambda: app.state.trace_exporter.tally()) if settings.otlp_endpoint else None,
+        )
     )
     # Plotly's bundle is 4.8 MB, 1.4 MB compressed; pages and reports compress well too.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
