@@ -262,6 +262,26 @@ def test_import_report_through_the_server(server: tuple[str, Path]) -> None:
     assert sorted((case["attempt"], case["outcome"]) for case in cases) == [(1, "failed"), (2, "passed")]
 
 
+def test_sarif_warnings_are_printed_whether_imported_directly_or_through_the_server(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, database = server
+    log = tmp_path / "gitleaks.sarif"
+    result = {"message": {"text": "AWS Access Key secret detected"}}
+    run = {"tool": {"driver": {"name": "Gitleaks"}}, "results": [result]}
+    log.write_bytes(orjson.dumps({"version": "2.1.0", "runs": [run]}))
+    warning = "gitleaks.sarif: warning: runs[0].results[0]: no ruleId, rule.id or indexed rule id; counted under"
+    through = _shipscope("import", "-f", "sarif", str(log), "--repo", "acme/shop", "--db", f"duckdb:///{database}")
+    assert through.returncode == 0, through.stderr
+    assert "sending through its API" in through.stderr
+    assert f"{log.parent}/{warning} 'aws-access-key-secret-detected'" in through.stderr.replace("\n", " ")
+    direct = runner.invoke(
+        app, ["import", "-f", "sarif", str(log), "--repo", "acme/shop", "--db", f"duckdb:///{tmp_path}/direct.duckdb"]
+    )
+    assert direct.exit_code == 0, direct.stderr
+    assert warning in direct.stderr.replace("\n", " ") and "stored 1, duplicates 0, rejected 0" in direct.stderr
+
+
 def test_record_never_fails_the_pipeline_and_spools_what_it_cannot_send(tmp_path: Path) -> None:
     from tests.conftest import FIXTURES
 

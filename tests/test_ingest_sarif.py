@@ -382,6 +382,70 @@ def test_rule_id_from_rule_reference_and_hierarchical_parent() -> None:
     ]
 
 
+def derived(*results: dict[str, Any], rules: list[dict[str, Any]] | None = None) -> tuple[list[str], list[str]]:
+    warnings: list[str] = []
+    findings = parse(log(*results, rules=rules), warnings=warnings)
+    return [finding.rule_id for finding in findings], warnings
+
+
+def test_a_result_without_a_rule_id_is_counted_under_a_rule_from_its_message() -> None:
+    rule_ids, warnings = derived(
+        {"message": {"text": "AWS Access Key secret detected"}},
+        {"message": {"text": "Variable 'token' is assigned at line 12 but never used.\nSecond line."}},
+        {"message": {"text": 'Variable "password" is assigned at line 40 but never used.'}},
+        {"message": {"markdown": "**Weak** hash: `md5`"}},
+        {"message": {"text": "Schlüssel gefunden"}},
+        {"ruleId": "", "message": {"text": "empty rule id"}},
+        {"message": {"text": "x" * 60 + " " + "y" * 30}},
+    )
+    assert rule_ids == [
+        "aws-access-key-secret-detected",
+        "variable-is-assigned-at-line-but-never-used",
+        "variable-is-assigned-at-line-but-never-used",
+        "weak-hash",
+        "schlüssel-gefunden",
+        "empty-rule-id",
+        "x" * 60,
+    ]
+    assert warnings[0] == (
+        "runs[0].results[0]: no ruleId, rule.id or indexed rule id; counted under 'aws-access-key-secret-detected', "
+        "derived from its message"
+    )
+    assert len(warnings) == 7
+
+
+def test_a_result_without_a_rule_id_takes_its_indexed_rule_or_is_unidentified() -> None:
+    rules = [{"name": "HardcodedPassword"}, {"shortDescription": {"text": "no id, no name"}}, {"id": "R3"}]
+    rule_ids, warnings = derived(
+        {"ruleIndex": 0, "message": {"text": "a password"}},
+        {"rule": {"index": 1}, "message": {"text": "something"}},
+        {"ruleIndex": 2, "message": {"text": "fine"}},
+        {"ruleIndex": 7, "message": {"text": "Index out of range"}},
+        {"message": {}},
+        rules=rules,
+    )
+    assert rule_ids == ["HardcodedPassword", "rules[1]", "R3", "index-out-of-range", "unidentified"]
+    assert [warning.split(";")[1] for warning in warnings] == [
+        " counted under 'HardcodedPassword', the name of the rule its index points at",
+        " counted under 'rules[1]', the index of its rule, which has no id or name",
+        " counted under 'index-out-of-range', derived from its message",
+        " counted under 'unidentified', as it has no message text either",
+    ]
+
+
+def test_derived_rules_keep_severity_and_fingerprints_stable_across_scans() -> None:
+    leak = {
+        "message": {"text": "AWS Access Key secret detected"},
+        "level": "error",
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": "prod.env"}, "region": {"startLine": 3}}}],
+    }
+    (first,) = parse(log(leak))
+    (again,) = parse_sarif(log(copy.deepcopy(leak)), repo=REPO, scanned_at=SCANNED_AT + timedelta(days=7))
+    assert first.severity == "high"
+    assert first.fingerprint == again.fingerprint
+    assert first.fingerprint == expected_fingerprint("content", leak, "aws-access-key-secret-detected", "prod.env:3")
+
+
 def test_rule_index_that_disagrees_with_rule_id_is_not_trusted() -> None:
     rules: list[dict[str, Any]] = [{"id": "A", "defaultConfiguration": {"level": "error"}}, {"id": "B"}]
     [finding] = parse(log(result("B", ruleIndex=0), rules=rules))
@@ -508,8 +572,6 @@ def test_byte_order_mark_and_null_runs_are_accepted() -> None:
             log(result(), "oops"),  # type: ignore[arg-type]
             "runs[0].results[1]: expected an object",
         ),
-        (log(result(), result(), {"message": {"text": "no rule"}}), "runs[0].results[2].ruleId: a result must name"),
-        (log(result(""), rules=[{"id": "R1"}]), "runs[0].results[0].ruleId: a result must name its rule"),
         (log(result("R\x00")), "runs[0].results[0].ruleId: text may not contain NUL"),
     ],
 )

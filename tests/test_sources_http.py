@@ -275,6 +275,81 @@ def test_sarif_without_repo_is_400(client: TestClient) -> None:
     assert response.status_code == 400
 
 
+def _gitleaks_7_log(*leaks: tuple[str, str, int, str]) -> bytes:
+    """The SARIF log gitleaks 7.5 writes: results with a message and properties, no ruleId, no rules."""
+    results = [
+        {
+            "message": {"text": f"{rule} secret detected"},
+            "properties": {
+                "commit": "5f1e0c3b9a7d2e4f6a8b0c1d3e5f7a9b1c3d5e7f",
+                "offender": offender,
+                "date": "2021-06-01T10:00:00Z",
+                "author": "Jane Doe",
+                "email": "jane@example.com",
+                "commitMessage": "add config",
+                "operation": "addition",
+                "repo": "shop",
+                "tags": ["key", rule.split()[0]],
+            },
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": file}, "region": {"startLine": line}}}],
+        }
+        for rule, file, line, offender in leaks
+    ]
+    return orjson.dumps(
+        {
+            "$schema": "https://schemastore.azurewebsites.net/schemas/json/sarif-2.1.0-rtm.5.json",
+            "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": "Gitleaks", "semanticVersion": "v7.5.0"}}, "results": results}],
+        }
+    )
+
+
+AWS_LEAK = ("AWS Access Key", "config/prod.env", 3, "AKIAIOSFODNN7EXAMPLE")
+SLACK_LEAK = ("Slack Webhook", "deploy/notify.sh", 12, "https://hooks.slack.com/services/T000/B000/XXXX")
+
+
+def test_sarif_without_rule_ids_is_stored_under_derived_rules_with_warnings(client: TestClient) -> None:
+    first = client.post(
+        "/api/v1/reports/sarif",
+        params={"repo": "acme/shop", "scanned_at": "2026-03-03T10:00:00Z"},
+        content=_gitleaks_7_log(AWS_LEAK, SLACK_LEAK),
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["stored"] == 2
+    assert first.json()["warnings"] == [
+        "runs[0].results[0]: no ruleId, rule.id or indexed rule id; counted under 'aws-access-key-secret-detected', "
+        "derived from its message",
+        "runs[0].results[1]: no ruleId, rule.id or indexed rule id; counted under 'slack-webhook-secret-detected', "
+        "derived from its message",
+    ]
+    findings = store_of(client).rows(schema.findings)
+    assert sorted((f["tool"], f["rule_id"], f["severity"], f["location"]) for f in findings) == [
+        ("Gitleaks", "aws-access-key-secret-detected", "medium", "config/prod.env:3"),
+        ("Gitleaks", "slack-webhook-secret-detected", "medium", "deploy/notify.sh:12"),
+    ]
+    # The next week's scan no longer finds the Slack webhook: it counts as fixed, the AWS key as still open.
+    second = client.post(
+        "/api/v1/reports/sarif",
+        params={"repo": "acme/shop", "scanned_at": "2026-03-10T10:00:00Z"},
+        content=_gitleaks_7_log(AWS_LEAK),
+    )
+    assert second.status_code == 200 and second.json()["stored"] == 1
+    report = client.get("/api/v1/metrics/security", params={"since": "2026-03-02", "until": "2026-03-16"}).json()
+    (repo,) = report["repos"]
+    weeks = {week["week"]: week for week in repo["weeks"]}
+    assert (weeks["2026-03-09"]["new"], weeks["2026-03-09"]["fixed"]) == (0, 1)
+    assert weeks["2026-03-09"]["open"]["total"] == 1
+
+
+def test_a_log_that_is_not_sarif_is_still_400_with_the_position(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/reports/sarif", params={"repo": "acme/shop"}, content=b'{"version": "2.1.0",\n "runs": [}'
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("at line 2 column 11 (char 31)")
+    assert counts(client) == {"ingest_rejections": 1}
+
+
 def test_pushgateway_text_becomes_a_run(client: TestClient) -> None:
     body = b"""# TYPE ci_build_duration_seconds gauge
 ci_build_duration_seconds 312.5

@@ -73,6 +73,9 @@ class ServerSink:
         answer = self._client.post_report(fmt, body, params)
         report.stored += int(answer["stored"])  # type: ignore[call-overload]
         report.duplicates += int(answer["duplicates"])  # type: ignore[call-overload]
+        warnings = answer.get("warnings", [])
+        assert isinstance(warnings, list)
+        report.warn([str(warning) for warning in warnings])
 
 
 def _batches(records: Iterable[Record | Rejection], size: int) -> Iterator[list[Record | Rejection]]:

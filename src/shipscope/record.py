@@ -784,7 +784,11 @@ def _report_events(options: RecordOptions, scope: _Scope, now: datetime, warning
     for path in sarif_paths:
         assert scope.repo is not None
         try:
-            events.extend(parse_sarif(path.read_bytes(), repo=scope.repo, scanned_at=now, run_id=scope.run_id))
+            problems: list[str] = []
+            events.extend(
+                parse_sarif(path.read_bytes(), repo=scope.repo, scanned_at=now, run_id=scope.run_id, warnings=problems)
+            )
+            warnings.extend(f"SARIF log {path}: {problem}" for problem in problems)
         except Exception as error:
             warnings.append(f"SARIF log {path} skipped: {_describe(error)}")
     return events

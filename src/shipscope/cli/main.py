@@ -97,6 +97,10 @@ def _print_report(report: IngestReport, label: str, as_json: bool) -> None:
         stderr.print(f"{where}: {rejection.reason}", highlight=False, soft_wrap=True)
     if report.rejected_count > 50:
         stderr.print(f"… and {report.rejected_count - 50} more rejected", highlight=False)
+    for warning in report.warnings[:50]:
+        stderr.print(f"{label}: warning: {warning}", highlight=False, soft_wrap=True)
+    if len(report.warnings) > 50:
+        stderr.print(f"… and {len(report.warnings) - 50} more warnings", highlight=False)
     stderr.print(
         f"stored {report.stored}, duplicates {report.duplicates}, rejected {report.rejected_count}",
         highlight=False,

@@ -19,6 +19,8 @@ class Delivery:
     body: bytes
     events: tuple[Event, ...]
     headers: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """Problems in the payload that did not refuse it (a SARIF result under a derived rule), for the answer."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class IngestReport:
     rejected: list[Rejection] = field(default_factory=list)
     """The first MAX_REPORTED_REJECTIONS rejections, in order."""
     rejected_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """The first MAX_REPORTED_REJECTIONS warnings of accepted payloads."""
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected_count += 1
@@ -57,6 +61,10 @@ class IngestReport:
             if len(self.rejected) < MAX_REPORTED_REJECTIONS:
                 self.rejected.append(rejection)
         self.rejected_count += other.rejected_count
+        self.warn(other.warnings)
+
+    def warn(self, warnings: Sequence[str]) -> None:
+        self.warnings.extend(warnings[: MAX_REPORTED_REJECTIONS - len(self.warnings)])
 
     def count(self, deliveries: Sequence[Delivery], is_new: Sequence[bool]) -> None:
         for delivery, new in zip(deliveries, is_new, strict=True):
@@ -64,6 +72,7 @@ class IngestReport:
                 self.stored += len(delivery.events)
             else:
                 self.duplicates += len(delivery.events)
+            self.warn(delivery.warnings)
 
     def to_json(self, position_name: str = "line") -> dict[str, object]:
         return {
@@ -71,4 +80,5 @@ class IngestReport:
             "duplicates": self.duplicates,
             "rejected_count": self.rejected_count,
             "rejected": [{position_name: rejection.position, "error": rejection.reason} for rejection in self.rejected],
+            **({"warnings": self.warnings} if self.warnings else {}),
         }

@@ -51,7 +51,7 @@ def _junit(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
     )
 
 
-def _sarif(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
+def _sarif(body: bytes, params: Mapping[str, str], warnings: list[str] | None = None) -> Sequence[Event]:
     repo = params.get("repo")
     if not repo:
         raise InputError("missing parameter repo: the repository the scan belongs to (OWNER/NAME)")
@@ -62,6 +62,7 @@ def _sarif(body: bytes, params: Mapping[str, str]) -> Sequence[Event]:
         scan_id=params.get("scan_id"),
         run_id=params.get("run_id"),
         source=params.get("source") or "sarif",
+        warnings=warnings,
     )
 
 
@@ -197,9 +198,11 @@ def report_delivery(fmt: str, body: bytes, params: Mapping[str, str], *, now: da
     stamp = _STAMPED.get(fmt)
     if stamp and stamp not in kept:
         kept[stamp] = (now or datetime.now(UTC)).isoformat()
-    events = parser(body, kept)
+    warnings: list[str] = []
+    # Only SARIF reports problems that do not refuse the payload; reprocessing has no one to tell them to.
+    events = _sarif(body, kept, warnings) if parser is _sarif else parser(body, kept)
     identity = [f"{name}={kept[name]}" for name in sorted(kept) if name != RECEIVED_AT]
-    return Delivery(fmt, body_digest(body, fmt, *identity), fmt, body, tuple(events), kept)
+    return Delivery(fmt, body_digest(body, fmt, *identity), fmt, body, tuple(events), kept, tuple(warnings))
 
 
 def decode(fmt: str) -> Callable[[bytes, Mapping[str, str]], Sequence[Event]]:

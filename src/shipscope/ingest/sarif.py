@@ -3,8 +3,12 @@
 What each finding carries:
 
 - ``tool``: ``runs[].tool.driver.name`` (2.1.0) or ``runs[].tool.name`` (2.0.0).
-- ``rule_id``: the result's ``ruleId``, else ``rule.id``, else the id of the rule its ``ruleIndex`` points at. A
-  result with none of these is an InputError. Rule metadata is looked up by index (``ruleIndex`` / ``rule.index``,
+- ``rule_id``: the result's ``ruleId``, else ``rule.id``, else the id of the rule its ``ruleIndex`` points at.
+  SARIF makes the id a SHOULD (§3.27.5) and older scanners (gitleaks 7) leave it out, so a result with none of these
+  is still a finding, under a derived rule that stays the same across scans, with a warning: the indexed rule's
+  ``name`` (or ``rules[i]``) when it has no id, else the message text normalised (lower case; quoted parts and
+  numbers left out, as they vary between results of one kind; other runs of punctuation become "-"; at most 80
+  characters), else "unidentified". Rule metadata is looked up by index (``ruleIndex`` / ``rule.index``,
   in ``tool.extensions[rule.toolComponent]`` when the reference names one) or by id in ``tool.driver.rules``,
   ``tool.extensions[].rules`` and 2.0.0's ``run.resources.rules`` dictionary; a hierarchical id ("C2001/1") falls
   back to its parent rule ("C2001").
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,10 +93,12 @@ def parse_sarif(
     scan_id: str | None = None,
     run_id: str | None = None,
     source: str = SOURCE,
+    warnings: list[str] | None = None,
 ) -> list[Finding]:
     """Findings of a SARIF 2.1.0 or 2.0.0 log, one per result that reports a problem, across all runs. Raises
-    shipscope.errors.InputError (naming the JSON path, e.g. "runs[0].results[3].ruleId") for invalid JSON, an
-    unsupported version, or a result without a rule."""
+    shipscope.errors.InputError (naming the JSON path, e.g. "runs[0].results[3].locations[0]…") for invalid JSON,
+    an unsupported version, or a result that is not one. Problems that do not refuse the log (a result counted
+    under a derived rule) are appended to ``warnings``, one line each, naming the result's path."""
     if not repo:
         raise InputError("repo: must not be empty")
     if scanned_at.utcoffset() is None:
@@ -110,7 +117,7 @@ def parse_sarif(
         for path, result in _results(run):
             if not _is_problem(result):
                 continue
-            rule_id, rule = _rule_of(result, run.rules, path)
+            rule_id, rule = _rule_of(result, run.rules, path, warnings)
             location = _location_of(result, run.artifacts, path)
             fingerprint = _unique(fingerprint_of(result, rule_id, location), seen, run.tool, location)
             findings.append(
@@ -267,7 +274,9 @@ def _rules_of(tool: Mapping[str, Any], resources: Mapping[str, Any]) -> _Rules:
     return _Rules(driver=driver_rules, extensions=extensions, by_id=by_id)
 
 
-def _rule_of(result: Mapping[str, Any], rules: _Rules, path: str) -> tuple[str, Mapping[str, Any] | None]:
+def _rule_of(
+    result: Mapping[str, Any], rules: _Rules, path: str, warnings: list[str] | None
+) -> tuple[str, Mapping[str, Any] | None]:
     """The rule id of a result and its rule's metadata, when the log has any."""
     reference = _mapping(result.get("rule"))
     rule_id = _nonempty(result.get("ruleId")) or _nonempty(reference.get("id"))
@@ -275,7 +284,10 @@ def _rule_of(result: Mapping[str, Any], rules: _Rules, path: str) -> tuple[str, 
     if rule_id is None:
         rule_id = _nonempty(indexed.get("id")) if indexed is not None else None
         if rule_id is None:
-            raise InputError(f"{path}.ruleId: a result must name its rule (ruleId or rule.id)")
+            rule_id, basis = _derived_rule_id(result, indexed)
+            if warnings is not None:
+                warnings.append(f"{path}: no ruleId, rule.id or indexed rule id; counted under {rule_id!r}, {basis}")
+            return rule_id, indexed
     rule_id = _text(rule_id, f"{path}.ruleId")
     if indexed is not None and indexed.get("id") in (rule_id, None):
         return rule_id, indexed
@@ -287,6 +299,32 @@ def _rule_of(result: Mapping[str, Any], rules: _Rules, path: str) -> tuple[str, 
         if "/" not in candidate:
             return rule_id, indexed
         candidate = candidate.rsplit("/", 1)[0]
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|\d+")
+_NOT_WORD = re.compile(r"[\W_]+")
+_DERIVED_RULE_CHARS = 80
+
+
+def _derived_rule_id(result: Mapping[str, Any], indexed: Mapping[str, Any] | None) -> tuple[str, str]:
+    """A rule id for a result that names none, and what it was derived from."""
+    if indexed is not None:
+        name = _nonempty(indexed.get("name"))
+        index = _index(result.get("ruleIndex"))
+        if index is None:
+            index = _index(_mapping(result.get("rule")).get("index"))
+        if name:
+            return _text(name, "the indexed rule's name"), "the name of the rule its index points at"
+        return f"rules[{index}]", "the index of its rule, which has no id or name"
+    message = _mapping(result.get("message"))
+    text = _nonempty(message.get("text")) or _nonempty(message.get("markdown"))
+    if text is not None:
+        words = _NOT_WORD.sub("-", _QUOTED.sub(" ", text.splitlines()[0].lower())).strip("-")
+        if len(words) > _DERIVED_RULE_CHARS:
+            words = words[:_DERIVED_RULE_CHARS].rsplit("-", 1)[0]
+        if words:
+            return words, "derived from its message"
+    return "unidentified", "as it has no message text either"
 
 
 def _indexed_rule(result: Mapping[str, Any], reference: Mapping[str, Any], rules: _Rules) -> Mapping[str, Any] | None:
