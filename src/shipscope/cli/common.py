@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from shipscope.config import Settings, load_settings
-from shipscope.errors import ShipscopeError
+from shipscope.errors import InputError, ShipscopeError
 from shipscope.store import Store
 
 stderr = Console(stderr=True, soft_wrap=True)
@@ -24,20 +24,37 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turns a ShipscopeError into its message, hint and exit code 2; no traceback reaches the user."""
+def reports_errors_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turns a ShipscopeError into its message, hint and exit ``code``; no traceback reaches the user."""
 
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except ShipscopeError as error:
-            stderr.print(f"[red]error:[/red] {error.message}", highlight=False)
-            if error.hint:
-                stderr.print(f"hint: {error.hint}", highlight=False)
-            raise typer.Exit(2) from None
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return command(*args, **kwargs)
+            except ShipscopeError as error:
+                stderr.print(f"[red]error:[/red] {error.message}", highlight=False)
+                if error.hint:
+                    stderr.print(f"hint: {error.hint}", highlight=False)
+                raise typer.Exit(code) from None
 
-    return run
+        return run
+
+    return decorate
+
+
+reports_errors = reports_errors_with(2)
+
+
+def name_value_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``NAME=VALUE`` options (repeatable) as a mapping; an InputError names the malformed one."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        name, equals, text = value.partition("=")
+        if not equals or not name:
+            raise InputError(f"{option} {value!r}: expected NAME=VALUE")
+        pairs[name] = text
+    return pairs
 
 
 def settings_for(db: str | None) -> Settings:

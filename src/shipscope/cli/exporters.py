@@ -11,7 +11,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from shipscope.cli.common import DbOption, open_store, reports_errors, settings_for, stderr
+from shipscope.cli.common import DbOption, name_value_pairs, open_store, reports_errors, settings_for, stderr
 from shipscope.errors import InputError
 
 grafana_app = typer.Typer(help="Generate Grafana dashboards.", no_args_is_help=True)
@@ -26,16 +26,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(grafana_app, name="grafana")
     app.add_typer(prometheus_app, name="prometheus")
     app.add_typer(otel_app, name="otel")
-
-
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        name, equals, text = value.partition("=")
-        if not equals or not name:
-            raise InputError(f"{option} {value!r}: expected NAME=VALUE")
-        pairs[name] = text
-    return pairs
 
 
 def write_output(text: str, output: Path | None) -> None:
@@ -71,7 +61,7 @@ def push_command(
     from shipscope.exporters.pushgateway import PushOptions, push
 
     try:
-        extra = _pairs(grouping, "--grouping")
+        extra = name_value_pairs(grouping, "--grouping")
         stage_patterns = settings_for(None).stage_patterns
     except Exception as error:  # a bad flag or config is reported, and the pipeline goes on
         stderr.print(f"[yellow]warning:[/yellow] {error}", highlight=False)

@@ -1,0 +1,427 @@
+"""`shipscope deploy …`: the commands a deploy pipeline runs (docs/deploy.md).
+
+Exit codes, the same for every command: 0 done or passed; 1 the check said no (blocked, failed, a smoke check
+failed, a rollback step failed); 2 inconclusive (analyze); 3 could not decide or act (Prometheus unreachable and
+failing closed, a vendor failing under --strict, an analysis Error); 4 bad input (flags, files, configuration).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shipscope.cli.common import name_value_pairs, reports_errors_with, settings_for, stderr
+from shipscope.deploy.context import DeployInfo, deploy_info, deployment_status, now
+from shipscope.deploy.ledger import Ledger, ServerLedger, StoreLedger
+from shipscope.errors import InputError, ShipscopeError
+
+EXIT_BAD_INPUT = 4
+deploy_app = typer.Typer(help="Commands for deploy pipelines: record, mark, notify, gate, analyze, smoke, rollback.")
+deploy_errors = reports_errors_with(EXIT_BAD_INPUT)
+
+ServiceOption = Annotated[str | None, typer.Option("--service", help="The deployed service [env: SHIPSCOPE_SERVICE].")]
+EnvOption = Annotated[
+    str | None, typer.Option("--env", help="Its environment [env: SHIPSCOPE_ENVIRONMENT, CI_ENVIRONMENT_NAME].")
+]
+VersionOption = Annotated[str | None, typer.Option(help="The version deployed [env: SHIPSCOPE_VERSION, the tag].")]
+ShaOption = Annotated[
+    str | None, typer.Option(help="The commit deployed [env: SHIPSCOPE_SHA, GITHUB_SHA, CI_COMMIT_SHA].")
+]
+DigestOption = Annotated[
+    str | None, typer.Option("--image-digest", help="The image digest [env: SHIPSCOPE_IMAGE_DIGEST].")
+]
+ActorOption = Annotated[
+    str | None, typer.Option(help="Who deploys [env: SHIPSCOPE_ACTOR, GITHUB_ACTOR, GITLAB_USER_LOGIN].")
+]
+IdOption = Annotated[
+    str | None, typer.Option("--id", help="The deployment id [env: SHIPSCOPE_DEPLOYMENT_ID; derived in CI].")
+]
+ServerOption = Annotated[
+    str | None, typer.Option("--server", envvar="SHIPSCOPE_URL", help="The shipscope server that records it.")
+]
+DbOption = Annotated[str | None, typer.Option("--db", help="Record into this database instead of a server.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="What happened, as JSON on stdout.")]
+PrometheusOption = Annotated[
+    str | None, typer.Option("--prometheus-url", envvar="SHIPSCOPE_PROMETHEUS_URL", help="Prometheus' base URL.")
+]
+
+out = Console(soft_wrap=True)
+
+
+def _info(
+    service: str | None,
+    env: str | None,
+    version: str | None = None,
+    sha: str | None = None,
+    image_digest: str | None = None,
+    actor: str | None = None,
+    deployment_id: str | None = None,
+) -> DeployInfo:
+    return deploy_info(
+        os.environ,
+        service=service,
+        environment=env,
+        version=version,
+        sha=sha,
+        image_digest=image_digest,
+        actor=actor,
+        deployment_id=deployment_id,
+    )
+
+
+@contextmanager
+def _ledger(server: str | None, db: str | None) -> Iterator[Ledger]:
+    """The server's API when one is named (the usual case in a pipeline), else the database."""
+    if server:
+        from shipscope.client import ServerClient
+
+        client = ServerClient(server.rstrip("/"), token=os.environ.get("SHIPSCOPE_TOKEN", ""), timeout=30.0)
+        try:
+            yield ServerLedger(client)
+        finally:
+            client.close()
+        return
+    from shipscope.cli.common import open_store
+
+    store = open_store(settings_for(db))
+    try:
+        yield StoreLedger(store)
+    finally:
+        store.close()
+
+
+def _emit(as_json: bool, document: dict[str, Any]) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+
+
+def _say(text: str) -> None:
+    stderr.print(text, highlight=False)
+
+
+def _person(named: str | None) -> str:
+    """Who runs the command, for the audit trail."""
+    for candidate in (
+        named,
+        *(os.environ.get(name) for name in ("SHIPSCOPE_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "USER")),
+    ):
+        if candidate:
+            return candidate
+    return "unknown"
+
+
+def _actor(info: DeployInfo) -> str:
+    return _person(info.actor)
+
+
+def _stored_deployment(ledger: Ledger, info: DeployInfo) -> dict[str, Any] | None:
+    found = [
+        event
+        for event in ledger.read("deployment", service=info.service, environment=info.environment)
+        if event["id"] == info.id
+    ]
+    return found[0] if found else None
+
+
+# ----- start / finish -----------------------------------------------------------------------------------------------
+
+
+@deploy_app.command("start")
+@deploy_errors
+def start_command(
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    image_digest: DigestOption = None,
+    actor: ActorOption = None,
+    deployment_id: IdOption = None,
+    kind: Annotated[str, typer.Option(help="deploy, rollback or hotfix.")] = "deploy",
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a deployment as in progress, before anything is changed: a step that is killed later leaves it in
+    progress, never missing. Prints the deployment id."""
+    if kind not in ("deploy", "rollback", "hotfix"):
+        raise InputError(f"--kind {kind!r}: expected deploy, rollback or hotfix")
+    info = _info(service, env, version, sha, image_digest, actor, deployment_id)
+    info = info.with_kind(kind, id=info.id, rollback_of=None)  # type: ignore[arg-type]
+    moment = now()
+    with _ledger(server, db) as ledger:
+        ledger.write([info.deployment("in_progress", started_at=moment)])
+    _say(f"deployment {info.id} of {info.label} started at {moment.isoformat()}")
+    _emit(as_json, {"deployment": info.to_json(), "status": "in_progress", "started_at": moment.isoformat()})
+    if not as_json:
+        out.print(info.id, highlight=False)
+
+
+@deploy_app.command("finish")
+@deploy_errors
+def finish_command(
+    status: Annotated[str, typer.Option(help="success, failure or cancelled (GitHub job.status, GitLab words too).")],
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    image_digest: DigestOption = None,
+    actor: ActorOption = None,
+    deployment_id: IdOption = None,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record how the deployment ended, and print its duration (from its `deploy start`)."""
+    final = deployment_status(status)
+    if final == "in_progress":
+        raise InputError("--status in_progress: finish records how a deployment ended")
+    info = _info(service, env, version, sha, image_digest, actor, deployment_id)
+    moment = now()
+    with _ledger(server, db) as ledger:
+        stored = _stored_deployment(ledger, info)
+        started = datetime.fromisoformat(stored["started_at"]) if stored and stored.get("started_at") else None
+        if stored is None:
+            _say(f"warning: no `deploy start` of {info.id} was recorded; recording the deployment without a start")
+        ledger.write([info.deployment(final, started_at=started, finished_at=moment)])
+    duration = (moment - started).total_seconds() if started else None
+    took = f" in {duration:.0f} s" if duration is not None else ""
+    _say(f"deployment {info.id} of {info.label}: {final}{took}")
+    _emit(as_json, {"deployment": info.to_json(), "status": final, "duration_seconds": duration})
+
+
+# ----- gate / freeze / unfreeze -------------------------------------------------------------------------------------
+
+
+def _duration(text: str, option: str) -> timedelta:
+    from shipscope.deploy.analysis import parse_duration
+
+    return timedelta(seconds=parse_duration(text, option))
+
+
+@deploy_app.command("gate")
+@deploy_errors
+def gate_command(
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    actor: ActorOption = None,
+    deployment_id: IdOption = None,
+    prometheus_url: PrometheusOption = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            help="PromQL for the burn rate; {service} and {env} are filled in. Default: "
+            'error_budget_burn_rate{service="{service}",window="1h"}.'
+        ),
+    ] = None,
+    max_burn: Annotated[float, typer.Option(min=0.0, help="Block above this burn rate.")] = 2.0,
+    slo: Annotated[
+        Path | None, typer.Option(help="An SLO spec: also block when a multi-window burn-rate pair fires.")
+    ] = None,
+    datadog_slo: Annotated[str | None, typer.Option(help="Read the burn of this Datadog SLO id (last hour).")] = None,
+    fail_open: Annotated[
+        bool,
+        typer.Option(envvar="SHIPSCOPE_GATE_FAIL_OPEN", help="Pass when the burn cannot be read (default: block)."),
+    ] = False,
+    override: Annotated[str | None, typer.Option(help="Let this deploy through a block or freeze; recorded.")] = None,
+    freeze_for: Annotated[str, typer.Option(help="How long a block freezes the service (0: no freeze).")] = "1h",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per query.")] = 10.0,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The SLO gate before promotion: exit 0 to promote, 1 blocked (burn above --max-burn, a burn-rate pair firing,
+    or a freeze), 3 when the burn cannot be read and the gate fails closed."""
+    from shipscope.deploy.gate import DEFAULT_QUERY, GateOptions, run_gate
+    from shipscope.slo import load_slos
+
+    info = _info(service, env, version, sha, None, actor, deployment_id)
+    options = GateOptions(
+        prometheus_url=prometheus_url,
+        query=query or DEFAULT_QUERY,
+        max_burn=max_burn,
+        slos=load_slos(slo) if slo else (),
+        datadog_slo_id=datadog_slo,
+        fail_open=fail_open,
+        override=override,
+        freeze_for=_duration(freeze_for, "--freeze-for"),
+        timeout=timeout,
+        environ=os.environ,
+    )
+    with _ledger(server, db) as ledger:
+        result = run_gate(info, options, ledger, now(), _actor(info))
+    table = Table("check", "value", "limit", "verdict", title=f"gate for {info.label}")
+    for measurement in result.measurements:
+        value = "no data" if measurement.value is None else f"{measurement.value:.3f}"
+        table.add_row(measurement.what, value, f"{measurement.limit:g}", "BREACH" if measurement.breached else "ok")
+    stderr.print(table)
+    for reason in result.reasons:
+        _say(f"- {reason}")
+    _say(f"gate: {result.outcome.upper()}")
+    _emit(as_json, {"deployment": info.to_json(), **result.to_json()})
+    raise typer.Exit(result.exit_code)
+
+
+@deploy_app.command("freeze")
+@deploy_errors
+def freeze_command(
+    reason: Annotated[str, typer.Option(help="Why deploys stop.")],
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    until: Annotated[
+        str | None, typer.Option(help="For how long (2h) or until when (RFC 3339); default: until lifted.")
+    ] = None,
+    actor: ActorOption = None,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Freeze deploys of a service in an environment: later gates block until it ends or is lifted."""
+    from shipscope.deploy.gate import Freeze, freeze_event
+
+    named_service, named_env = _service_env(service, env)
+    moment = now()
+    ends = _until(until, moment)
+    who = _person(actor)
+    event = freeze_event(named_service, named_env, reason=reason, actor=who, at=moment, until=ends)
+    with _ledger(server, db) as ledger:
+        ledger.write([event])
+    freeze = Freeze(event.id, named_service, named_env, reason, who, moment, ends)
+    _say(f"{named_service} in {named_env}: {freeze.describe()}")
+    _emit(as_json, {"freeze": freeze.to_json()})
+
+
+@deploy_app.command("unfreeze")
+@deploy_errors
+def unfreeze_command(
+    reason: Annotated[str, typer.Option(help="Why deploys may go on.")],
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    actor: ActorOption = None,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift the freeze in force on a service in an environment."""
+    from shipscope.deploy.gate import active_freeze, unfreeze_event
+
+    named_service, named_env = _service_env(service, env)
+    moment = now()
+    who = _person(actor)
+    with _ledger(server, db) as ledger:
+        freeze = active_freeze(ledger, named_service, named_env, moment)
+        if freeze is None:
+            _say(f"{named_service} in {named_env} is not frozen")
+            _emit(as_json, {"lifted": None})
+            return
+        ledger.write([unfreeze_event(freeze, actor=who, reason=reason, at=moment)])
+    _say(f"lifted: {freeze.describe()}")
+    _emit(as_json, {"lifted": freeze.to_json(), "by": who, "reason": reason})
+
+
+def _service_env(service: str | None, env: str | None) -> tuple[str, str]:
+    named_service = service or os.environ.get("SHIPSCOPE_SERVICE")
+    named_env = env or os.environ.get("SHIPSCOPE_ENVIRONMENT") or os.environ.get("CI_ENVIRONMENT_NAME")
+    if not named_service or not named_env:
+        raise InputError("give --service and --env (or SHIPSCOPE_SERVICE and SHIPSCOPE_ENVIRONMENT)")
+    return named_service, named_env
+
+
+def _until(text: str | None, moment: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return moment + _duration(text, "--until")
+    except InputError:
+        pass
+    try:
+        ends = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--until {text!r}: expected a duration (2h) or an RFC 3339 time") from None
+    if ends.tzinfo is None:
+        raise InputError(f"--until {text!r}: give the time with its UTC offset")
+    return ends
+
+
+# ----- analyze ------------------------------------------------------------------------------------------------------
+
+
+@deploy_app.command("analyze")
+@deploy_errors
+def analyze_command(
+    template: Annotated[Path, typer.Option(help="An Argo Rollouts AnalysisTemplate or ClusterAnalysisTemplate.")],
+    arg: Annotated[list[str] | None, typer.Option(help="A template argument, NAME=VALUE (repeatable).")] = None,
+    name: Annotated[str | None, typer.Option(help="The template to run, when the file holds several.")] = None,
+    prometheus_url: PrometheusOption = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Bound metrics that have an interval and no count (Argo runs them on).")
+    ] = None,
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    deployment_id: IdOption = None,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Canary analysis against Prometheus: exit 0 Successful, 1 Failed, 2 Inconclusive, 3 Error. With --service
+    (or SHIPSCOPE_SERVICE) the verdict is recorded on the deployment's timeline."""
+    from shipscope.deploy.analysis import load_template, parse_duration, run_analysis
+
+    overrides = name_value_pairs(arg, "--arg")
+    loaded = load_template(template, overrides, name=name, prometheus_url=prometheus_url)
+    # The verdict is recorded when the deployment is named; a bare analysis is only printed.
+    named = service or os.environ.get("SHIPSCOPE_SERVICE")
+    info = _info(service, env, version, sha, None, None, deployment_id) if named else None
+    bound = parse_duration(duration, "--duration") if duration else None
+    _say(f"analysis {loaded.name}: {len(loaded.metrics)} metrics")
+    result = run_analysis(loaded, duration=bound, wall=now)
+    table = Table("metric", "#", "at", "value", "phase", "message", title=f"{loaded.kind} {loaded.name}")
+    for measurement in result.measurements:
+        table.add_row(
+            measurement.metric,
+            str(measurement.number),
+            measurement.at.strftime("%H:%M:%S"),
+            _shown(measurement.value),
+            measurement.phase,
+            measurement.message,
+        )
+    stderr.print(table)
+    _say(f"analysis: {result.message}")
+    document = result.to_json()
+    if info is not None:
+        verdict = info.timeline(
+            "analysis",
+            f"Analysis {loaded.name} {result.phase} for {info.label}",
+            now(),
+            template=loaded.name,
+            phase=result.phase,
+            metrics=document["metrics"],
+        )
+        try:
+            with _ledger(server, db) as ledger:
+                ledger.write([verdict])
+        except ShipscopeError as error:
+            _say(f"warning: the verdict could not be recorded: {error.message}")
+    _emit(as_json, document)
+    raise typer.Exit(result.exit_code)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{item:.4g}" for item in value) + "]"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
