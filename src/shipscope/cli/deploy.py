@@ -425,3 +425,138 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(f"{item:.4g}" for item in value) + "]"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ----- mark / notify ------------------------------------------------------------------------------------------------
+
+TimeoutOption = Annotated[float, typer.Option(min=0.1, help="Seconds per request, per vendor.")]
+RetriesOption = Annotated[int, typer.Option(min=0, max=10, help="Retries on 429, 5xx and timeouts, with backoff.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print each exact request, secrets masked; send none.")]
+
+
+def _print_plan(plan: dict[str, list[Any]]) -> None:
+    for vendor, requests in plan.items():
+        for request in requests:
+            out.print(f"# {vendor}: {request.what}", highlight=False)
+            out.print(request.render(), highlight=False, markup=False)
+            out.print()
+
+
+def _record_quietly(server: str | None, db: str | None, events: list[Any]) -> str | None:
+    """Records events a command reports on; what cannot be recorded is a warning, not a failed deploy."""
+    try:
+        with _ledger(server, db) as ledger:
+            ledger.write(events)
+    except ShipscopeError as error:
+        warning = f"warning: not recorded in shipscope: {error.message}"
+        _say(warning)
+        return warning
+    return None
+
+
+@deploy_app.command("mark")
+@deploy_errors
+def mark_command(
+    status: Annotated[str, typer.Option(help="How the deploy went: success, failure, in_progress.")] = "success",
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    image_digest: DigestOption = None,
+    actor: ActorOption = None,
+    deployment_id: IdOption = None,
+    strict: Annotated[bool, typer.Option(help="Exit 3 when any vendor fails (default: warn).")] = False,
+    timeout: TimeoutOption = 10.0,
+    retries: RetriesOption = 3,
+    dry_run: DryRunOption = False,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A deployment marker to every configured vendor at once: Datadog (DD_API_KEY, DD_SITE), Grafana (GRAFANA_URL,
+    GRAFANA_TOKEN), Sentry (SENTRY_AUTH_TOKEN, SENTRY_ORG, SENTRY_PROJECT, SENTRY_URL), New Relic
+    (NEW_RELIC_API_KEY, NEW_RELIC_ENTITY_GUID) and a webhook (SHIPSCOPE_MARKER_WEBHOOK_URL)."""
+    from shipscope.deploy.markers import mark, planned
+
+    info = _info(service, env, version, sha, image_digest, actor, deployment_id)
+    state = deployment_status(status)
+    moment = now()
+    plan = planned(info, state, os.environ, moment)
+    if not plan:
+        _say("no marker vendor is configured (see `shipscope deploy mark --help` for the variables)")
+    if dry_run:
+        _print_plan(plan)
+        _emit(as_json, {"dry_run": True, "vendors": list(plan)})
+        return
+    results = mark(plan, timeout=timeout, retries=retries)
+    for result in results:
+        for outcome in result.outcomes:
+            verdict = "ok" if outcome.ok else f"FAILED: {outcome.detail}"
+            _say(f"{result.vendor}: {outcome.what}: {verdict} ({outcome.attempts} attempt(s))")
+    failed = [result.vendor for result in results if not result.ok]
+    document = {"deployment": info.to_json(), "vendors": [result.to_json() for result in results], "failed": failed}
+    if plan:
+        title = f"Marked {info.label} in {', '.join(plan)}" + (f" ({', '.join(failed)} failed)" if failed else "")
+        event = info.timeline("marker", title, moment, vendors=document["vendors"], status=state)
+        _record_quietly(server, db, [event])
+    _emit(as_json, document)
+    if failed:
+        _say(f"{len(failed)} of {len(results)} vendors failed: {', '.join(failed)}")
+        if strict:
+            raise typer.Exit(3)
+
+
+@deploy_app.command("notify")
+@deploy_errors
+def notify_command(
+    status: Annotated[str, typer.Option(help="success or failure (GitHub job.status, GitLab words too).")] = "success",
+    webhook_url: Annotated[
+        list[str] | None,
+        typer.Option(envvar="SLACK_WEBHOOK_URL", help="Slack incoming webhook (else SHIPSCOPE_SLACK_WEBHOOK_URLS)."),
+    ] = None,
+    dashboard_url: Annotated[str | None, typer.Option(envvar="SHIPSCOPE_DASHBOARD_URL", help="Linked.")] = None,
+    runbook_url: Annotated[
+        str | None, typer.Option(envvar="SHIPSCOPE_RUNBOOK_URL", help="The rollback runbook, linked.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why it failed, shown in the message.")] = None,
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    image_digest: DigestOption = None,
+    actor: ActorOption = None,
+    deployment_id: IdOption = None,
+    strict: Annotated[bool, typer.Option(help="Exit 3 when the notice cannot be delivered.")] = False,
+    timeout: TimeoutOption = 10.0,
+    retries: RetriesOption = 3,
+    dry_run: DryRunOption = False,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A Slack message with the service, version, commit, image digest, deployer and links to the dashboard, the
+    pipeline and the rollback runbook; success and failure variants."""
+    from shipscope.deploy.markers import mark
+    from shipscope.integrations.slack import deploy_message, notice_requests
+
+    info = _info(service, env, version, sha, image_digest, actor, deployment_id)
+    state = deployment_status(status)
+    urls = [url for url in webhook_url or [] if url] or [
+        url.strip() for url in os.environ.get("SHIPSCOPE_SLACK_WEBHOOK_URLS", "").split(",") if url.strip()
+    ]
+    if not urls:
+        raise InputError("no Slack webhook: give --webhook-url or set SLACK_WEBHOOK_URL")
+    message = deploy_message(info, state, dashboard_url=dashboard_url, runbook_url=runbook_url, reason=reason)
+    plan = {"slack": notice_requests(urls, message)}
+    if dry_run:
+        _print_plan(plan)
+        _emit(as_json, {"dry_run": True, "message": message})
+        return
+    (result,) = mark(plan, timeout=timeout, retries=retries)
+    for outcome in result.outcomes:
+        _say(f"slack: {outcome.what}: {'ok' if outcome.ok else 'FAILED: ' + outcome.detail}")
+    event = info.timeline("notice", f"Slack notice: {message['text']}", now(), delivered=result.ok, status=state)
+    _record_quietly(server, db, [event])
+    _emit(as_json, {"deployment": info.to_json(), "delivered": result.ok, "steps": result.to_json()["steps"]})
+    if not result.ok and strict:
+        raise typer.Exit(3)

@@ -33,6 +33,8 @@ class OutboundRequest:
     """Values (tokens, keys, webhook URLs) that a dry run or an error message must never show."""
     what: str = ""
     """What the request does, e.g. "create the release"."""
+    refusal: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    """For APIs that answer 200 with errors in the body (GraphQL): the problem in a parsed answer, or None."""
 
     def masked(self, text: str) -> str:
         for secret in sorted((value for value in self.secrets if value), key=len, reverse=True):
@@ -121,7 +123,11 @@ def send(
         else:
             status = response.status_code
             if response.is_success:
-                return Outcome(request.vendor, request.what, True, attempts, status, answer=_json_or_none(response))
+                answer = _json_or_none(response)
+                refused = request.refusal(answer) if request.refusal is not None else None
+                if refused is not None:
+                    return Outcome(request.vendor, request.what, False, attempts, status, request.masked(refused))
+                return Outcome(request.vendor, request.what, True, attempts, status, answer=answer)
             problem = f"HTTP {status}: {request.masked(response.text[:300])}".rstrip(": ")
             if status == 429:
                 asked = retry_after_seconds(response.headers.get("Retry-After"))

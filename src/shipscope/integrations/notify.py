@@ -18,12 +18,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 
+from shipscope.integrations.http import OutboundRequest, send
 from shipscope.metrics.thresholds import Violation
 
 __all__ = [
@@ -159,20 +159,6 @@ def _redact(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…"
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
-
-
 class Notifier:
     """Posts notices to Slack incoming webhooks and generic JSON webhooks.
 
@@ -242,26 +228,14 @@ class Notifier:
         return warnings
 
     def _post(self, client: httpx.Client, url: str, body: bytes) -> str | None:
+        request = OutboundRequest("notice", "POST", url, HEADERS, json.loads(body), secrets=(url,), what="notice")
+        outcome = send(client, request, retries=self.retries, timeout=self.timeout, sleep=self.sleep)
+        if outcome.ok:
+            return None
         where = _redact(url)
-        problem = "not attempted"
-        for attempt in range(self.retries + 1):
-            delay = min(MAX_BACKOFF, 0.5 * 2**attempt)
-            try:
-                response = client.post(url, content=body, headers=HEADERS, timeout=self.timeout)
-            except (httpx.HTTPError, httpx.InvalidURL) as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                if response.is_success:
-                    return None
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code == 429:
-                    waited = _retry_after(response.headers.get("Retry-After"))
-                    delay = min(MAX_BACKOFF, waited) if waited is not None else delay
-                elif response.status_code < 500:
-                    return f"notice to {where} rejected: {problem}"
-            if attempt < self.retries:
-                self.sleep(delay)
-        return f"notice to {where} not delivered after {self.retries + 1} attempts: {problem}"
+        if outcome.status is not None and outcome.status < 500 and outcome.status != 429:
+            return f"notice to {where} rejected: {outcome.detail}"
+        return f"notice to {where} not delivered: {outcome.detail}"
 
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
