@@ -21,6 +21,10 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 BACKENDS = ("duckdb", "postgresql")
 
 
+pytest_plugins = ["tests.vendors"]
+"""The vendor stand-in fixture, ``vendors``, for every test module."""
+
+
 def _pg_url(config: pytest.Config) -> str:
     import os
 

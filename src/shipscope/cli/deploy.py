@@ -560,3 +560,181 @@ def notify_command(
     _emit(as_json, {"deployment": info.to_json(), "delivered": result.ok, "steps": result.to_json()["steps"]})
     if not result.ok and strict:
         raise typer.Exit(3)
+
+
+# ----- rollback -----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _terminable() -> Iterator[None]:
+    """A pipeline's timeout sends SIGTERM: turn it into an exit that runs the recording in ``finally`` blocks."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _rollback_options(
+    strategy: str,
+    command: list[str] | None,
+    app_name: str | None,
+    history_id: str | None,
+    release: str | None,
+    revision: str | None,
+    namespace: str | None,
+    resource: str | None,
+    repo: str | None,
+    branch: str,
+    commit: str | None,
+    path: str | None,
+    timeout: float,
+) -> Any:
+    from shipscope.deploy.rollback import RollbackOptions
+
+    options = RollbackOptions(
+        strategy=strategy,
+        app=app_name,
+        history_id=history_id,
+        release=release,
+        revision=revision,
+        namespace=namespace,
+        resource=resource,
+        repo=repo,
+        branch=branch,
+        commit=commit,
+        path=path,
+        command=tuple(command or ()),
+        timeout=timeout,
+    )
+    options.validate()
+    return options
+
+
+def perform_rollback(
+    info: DeployInfo,
+    options: Any,
+    *,
+    of: str | None,
+    incident: str | None,
+    notify: bool,
+    server: str | None,
+    db: str | None,
+) -> Any:
+    """Runs a rollback and tells Slack and the PagerDuty incident; shared by `rollback` and `smoke --on-fail`."""
+    from shipscope.deploy.markers import mark
+    from shipscope.deploy.rollback import roll_back
+    from shipscope.integrations.pagerduty import note_request
+    from shipscope.integrations.slack import deploy_message, notice_requests
+
+    with _terminable(), _ledger(server, db) as ledger:
+        outcome = roll_back(info, options, ledger, of=of, at=now(), clock=now)
+    rollback = outcome.rollback
+    for step in outcome.run.steps:
+        _say(f"{step.name}: {'ok' if step.ok else 'FAILED: ' + step.problem}")
+    status = "success" if outcome.run.ok else "failure"
+    plan: dict[str, list[Any]] = {}
+    slack_urls = [url for url in (os.environ.get("SLACK_WEBHOOK_URL", ""),) if url.strip()]
+    if notify and slack_urls:
+        message = deploy_message(
+            rollback,
+            status,
+            dashboard_url=os.environ.get("SHIPSCOPE_DASHBOARD_URL"),
+            runbook_url=os.environ.get("SHIPSCOPE_RUNBOOK_URL"),
+            reason=outcome.run.failure,
+        )
+        plan["slack"] = notice_requests(slack_urls, message)
+    if incident:
+        target = rollback.version or rollback.sha[:12]
+        verdict = "rolled back" if outcome.run.ok else f"rollback FAILED ({outcome.run.failure})"
+        content = (
+            f"shipscope: {rollback.service} in {rollback.environment} {verdict} to {target} "
+            f"with the {options.strategy} strategy; rolled back: {rollback.rollback_of or 'unknown'}"
+        )
+        try:
+            plan["pagerduty"] = [note_request(incident, content, os.environ)]
+        except InputError as error:
+            outcome.warnings.append(error.message)
+    for result in mark(plan):
+        for sent in result.outcomes:
+            if not sent.ok:
+                outcome.warnings.append(f"{result.vendor}: {sent.what}: {sent.detail}")
+            _say(f"{result.vendor}: {sent.what}: {'ok' if sent.ok else 'FAILED: ' + sent.detail}")
+    for warning in outcome.warnings:
+        _say(f"warning: {warning}")
+    return outcome
+
+
+@deploy_app.command("rollback", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@deploy_errors
+def rollback_command(
+    context: typer.Context,
+    strategy: Annotated[str, typer.Option(help="gitops, argocd, helm, kubectl or command (the command after --).")],
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    sha: ShaOption = None,
+    actor: ActorOption = None,
+    of: Annotated[str | None, typer.Option(help="The deployment rolled back (default: the latest).")] = None,
+    incident: Annotated[str | None, typer.Option(help="A PagerDuty incident id to add a note to.")] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="argocd: the application.")] = None,
+    history_id: Annotated[str | None, typer.Option(help="argocd: the history id to go back to.")] = None,
+    release: Annotated[str | None, typer.Option(help="helm: the release.")] = None,
+    revision: Annotated[str | None, typer.Option(help="helm, kubectl: the revision to go back to.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="helm, kubectl: the namespace.")] = None,
+    resource: Annotated[str | None, typer.Option(help="kubectl: what to undo, e.g. deployment/checkout.")] = None,
+    repo: Annotated[str | None, typer.Option(help="gitops: the repository to clone (URL or path).")] = None,
+    branch: Annotated[str, typer.Option(help="gitops: the branch the controller syncs.")] = "main",
+    commit: Annotated[str | None, typer.Option(help="gitops: the commit to revert.")] = None,
+    path: Annotated[str | None, typer.Option(help="gitops: revert the last commit touching this path.")] = None,
+    step_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds each step may take.")] = 600.0,
+    notify: Annotated[bool, typer.Option(help="Post the outcome to SLACK_WEBHOOK_URL when set.")] = True,
+    dry_run: DryRunOption = False,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll the service back and record a deployment of kind rollback (with rollback_of and the version it
+    returns to); exit 0 rolled back, 1 a step failed (named)."""
+    from shipscope.deploy.rollback import planned_steps
+
+    options = _rollback_options(
+        strategy,
+        list(context.args),
+        app_name,
+        history_id,
+        release,
+        revision,
+        namespace,
+        resource,
+        repo,
+        branch,
+        commit,
+        path,
+        step_timeout,
+    )
+    info = deploy_info(
+        os.environ,
+        service=service,
+        environment=env,
+        sha=sha or os.environ.get("SHIPSCOPE_SHA") or "unknown",
+        actor=actor,
+        deployment_id="rollback",
+    )
+    if dry_run:
+        for name, argv in planned_steps(options):
+            out.print(f"# {name}\n{' '.join(argv)}", highlight=False, markup=False)
+        _emit(as_json, {"dry_run": True, "steps": [argv for _, argv in planned_steps(options)]})
+        return
+    outcome = perform_rollback(info, options, of=of, incident=incident, notify=notify, server=server, db=db)
+    target = outcome.rollback.version or outcome.rollback.sha[:12]
+    if outcome.run.ok:
+        _say(f"rolled back {info.service} in {info.environment} to {target} ({outcome.rollback.id})")
+    else:
+        _say(f"rollback of {info.service} in {info.environment} FAILED: {outcome.run.failure}")
+    _emit(as_json, outcome.to_json())
+    raise typer.Exit(0 if outcome.run.ok else 1)
