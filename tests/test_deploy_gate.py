@@ -23,6 +23,7 @@ from shipscope.cli.main import app
 from shipscope.deploy.analysis import load_template, run_analysis
 from shipscope.store import Store
 from tests.services import Prometheus, free_port, prometheus, wait_until
+from tests.vendors import VendorServer
 
 runner = CliRunner()
 IDENTITY = ["--service", "checkout", "--env", "production", "--sha", "a" * 40, "--id", "deploy-1"]
@@ -423,3 +424,25 @@ def test_the_seed_success_rate_template_runs_unchanged(
     assert [m.phase for m in result.measurements] == ["Failed"] * 4
     assert skipped[0] == 15 * 60
     assert all(m.value[0] == pytest.approx(0.9, abs=0.01) for m in result.measurements)
+
+
+def test_the_gate_reads_a_datadog_slo(tmp_path: Path, vendors: VendorServer) -> None:
+    """https://docs.datadoghq.com/api/latest/service-level-objectives/#get-an-slos-history: GET
+    /api/v1/slo/{slo_id}/history with from_ts and to_ts, DD-API-KEY and DD-APPLICATION-KEY."""
+    history = {"data": {"overall": {"sli_value": 99.5}, "thresholds": {"30d": {"target": 99.9, "timeframe": "30d"}}}}
+    vendors.plan("GET", "/api/v1/slo/abc123/history", (200, {}, history, 0.0))
+    env = {"DD_API_KEY": "dd-key", "DD_APP_KEY": "dd-app-key", "SHIPSCOPE_DATADOG_URL": vendors.base}
+    db = f"duckdb:///{tmp_path / 'dd.duckdb'}"
+    result = runner.invoke(
+        app,
+        ["deploy", "gate", *IDENTITY, "--datadog-slo", "abc123", "--db", db, "--json", "--freeze-for", "0"],
+        env=env,
+    )
+    verdict = json.loads(result.stdout)
+    assert (result.exit_code, verdict["outcome"]) == (1, "blocked")
+    assert verdict["measurements"][0]["what"] == "Datadog SLO abc123 burn (1h)"
+    assert verdict["measurements"][0]["value"] == pytest.approx(5.0)
+    (request,) = vendors.at("/api/v1/slo/abc123/history")
+    assert request.headers["DD-API-KEY"] == "dd-key" and request.headers["DD-APPLICATION-KEY"] == "dd-app-key"
+    params = dict(part.split("=") for part in request.path.split("?")[1].split("&"))
+    assert int(params["to_ts"]) - int(params["from_ts"]) == 3600
