@@ -8,6 +8,7 @@ import orjson
 
 from shipscope.ingest import Delivery
 from shipscope.ingest.generic import read_record
+from shipscope.store import Store
 
 
 def run(run_id: str = "r1", status: str = "success", **fields: Any) -> dict[str, Any]:
@@ -54,3 +55,13 @@ def delivery(event: dict[str, Any]) -> Delivery:
 
 def ndjson(*events: dict[str, Any]) -> bytes:
     return b"\n".join(orjson.dumps(event) for event in events) + b"\n"
+
+
+def recorded_timeline(db: str, kind: str, service: str = "checkout") -> list[dict[str, Any]]:
+    """The timeline events of one kind a command recorded in the database, their details decoded."""
+    store = Store(db)
+    try:
+        events = store.list_events("timeline_event", service=service, limit=1000).events
+    finally:
+        store.close()
+    return [{**event, "details": orjson.loads(event["details"])} for event in events if event["kind"] == kind]

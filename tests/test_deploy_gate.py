@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from shipscope.cli.main import app
 from shipscope.deploy.analysis import load_template, run_analysis
-from shipscope.store import Store
+from tests.factories import recorded_timeline
 from tests.services import Prometheus, free_port, prometheus, wait_until
 from tests.vendors import VendorServer
 
@@ -130,15 +130,6 @@ def _gate(prom_url: str, db: str, *extra: str) -> tuple[int, dict[str, Any], str
     return result.exit_code, json.loads(result.stdout), result.stderr
 
 
-def _timeline(db: str, kind: str) -> list[dict[str, Any]]:
-    store = Store(db)
-    try:
-        events = store.list_events("timeline_event", service="checkout", limit=1000).events
-    finally:
-        store.close()
-    return [{**event, "details": json.loads(event["details"])} for event in events if event["kind"] == kind]
-
-
 @pytest.mark.slow
 def test_the_gate_passes_blocks_freezes_and_is_overridden(
     series: tuple[_Series, str], prom: Prometheus, tmp_path: Path
@@ -176,12 +167,12 @@ def test_the_gate_passes_blocks_freezes_and_is_overridden(
     code, verdict, _ = _gate(prom.base, db)
     assert (code, verdict["outcome"]) == (0, "pass")
 
-    gates = _timeline(db, "gate")
+    gates = recorded_timeline(db, "gate")
     assert [gate["details"]["outcome"] for gate in gates] == ["pass", "blocked", "blocked", "overridden", "pass"]
     (overridden,) = [gate for gate in gates if gate["details"]["outcome"] == "overridden"]
     assert overridden["details"]["override"] == "hotfix for INC-42" and overridden["details"]["actor"] == "alice"
     assert overridden["details"]["deployment_id"] == "deploy-1"
-    assert [event["details"]["reason"] for event in _timeline(db, "unfreeze")] == ["budget back"]
+    assert [event["details"]["reason"] for event in recorded_timeline(db, "unfreeze")] == ["budget back"]
 
 
 @pytest.mark.slow
@@ -272,7 +263,7 @@ def test_the_gate_fails_closed_when_prometheus_is_down_or_open_by_choice(tmp_pat
     code, verdict, _ = _gate(down, db, "--fail-open")
     assert (code, verdict["outcome"]) == (0, "pass")
     assert "failing open, as configured" in verdict["reasons"][0]
-    assert [gate["details"]["outcome"] for gate in _timeline(db, "gate")] == ["unknown", "pass"]
+    assert [gate["details"]["outcome"] for gate in recorded_timeline(db, "gate")] == ["unknown", "pass"]
 
 
 @pytest.mark.slow
@@ -399,7 +390,7 @@ def test_the_seed_success_rate_template_runs_unchanged(
     assert (code, document["phase"]) == (0, "Successful"), document
     (measurement,) = document["measurements"]
     assert measurement["value"][0] == pytest.approx(0.99, abs=0.002)
-    (verdict,) = _timeline(f"duckdb:///{tmp_path / 'seed.duckdb'}", "analysis")
+    (verdict,) = recorded_timeline(f"duckdb:///{tmp_path / 'seed.duckdb'}", "analysis")
     assert verdict["details"]["phase"] == "Successful" and verdict["details"]["deployment_id"] == "canary-7"
 
     # 10% errors: each 5-minute measurement fails; the fourth exceeds failureLimit 3. Argo's schedule is kept, and

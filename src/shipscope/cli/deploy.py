@@ -410,11 +410,7 @@ def analyze_command(
             phase=result.phase,
             metrics=document["metrics"],
         )
-        try:
-            with _ledger(server, db) as ledger:
-                ledger.write([verdict])
-        except ShipscopeError as error:
-            _say(f"warning: the verdict could not be recorded: {error.message}")
+        _record_quietly(server, db, [verdict])
     _emit(as_json, document)
     raise typer.Exit(result.exit_code)
 
@@ -425,6 +421,78 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(f"{item:.4g}" for item in value) + "]"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ----- smoke --------------------------------------------------------------------------------------------------------
+
+
+@deploy_app.command("smoke")
+@deploy_errors
+def smoke_command(
+    checks: Annotated[Path, typer.Option(help="The smoke checks, YAML (docs/deploy.md).")],
+    timeout: Annotated[
+        str | None, typer.Option(help="The time box of the whole run, like 90s or 5m [default: the file's, or 5m].")
+    ] = None,
+    on_fail: Annotated[
+        str, typer.Option(help="What a failure does: nothing, or rollback (the file's rollback: section).")
+    ] = "nothing",
+    service: ServiceOption = None,
+    env: EnvOption = None,
+    version: VersionOption = None,
+    sha: ShaOption = None,
+    deployment_id: IdOption = None,
+    server: ServerOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """HTTP checks after a deploy, time-boxed: exit 0 all passed, 1 a check failed (after the rollback with
+    --on-fail rollback). With --service (or SHIPSCOPE_SERVICE) the verdict is recorded on the timeline."""
+    from shipscope.deploy.analysis import parse_duration
+    from shipscope.deploy.smoke import load_plan, run_smoke
+
+    if on_fail not in ("nothing", "rollback"):
+        raise InputError(f"--on-fail {on_fail!r}: expected nothing or rollback")
+    plan = load_plan(checks, time_box=parse_duration(timeout, "--timeout") if timeout else None)
+    if on_fail == "rollback" and plan.rollback is None:
+        raise InputError(f"--on-fail rollback needs a rollback: section in {checks}")
+    named = service or os.environ.get("SHIPSCOPE_SERVICE")
+    info = _info(service, env, version, sha, None, None, deployment_id) if named else None
+    if on_fail == "rollback" and info is None:
+        raise InputError("--on-fail rollback needs the service: give --service or set SHIPSCOPE_SERVICE")
+    _say(f"smoke: {len(plan.checks)} checks within {plan.time_box:g} s")
+    result = run_smoke(plan, os.environ)
+    table = Table("check", "request", "tries", "status", "ms", "result", title="smoke checks")
+    for check in result.checks:
+        table.add_row(
+            check.name,
+            f"{check.method} {check.url}",
+            str(check.attempts),
+            "—" if check.status is None else str(check.status),
+            "—" if check.latency_ms is None else f"{check.latency_ms:.0f}",
+            "ok" if check.ok else check.problem,
+        )
+    stderr.print(table)
+    _say(f"smoke: {result.summary}")
+    document: dict[str, Any] = result.to_json()
+    if info is not None:
+        verdict = info.timeline(
+            "smoke",
+            f"Smoke checks {'passed' if result.ok else 'FAILED'}: {info.label}",
+            now(),
+            ok=result.ok,
+            summary=result.summary,
+            checks=document["checks"],
+        )
+        _record_quietly(server, db, [verdict])
+    if not result.ok and on_fail == "rollback" and info is not None and plan.rollback is not None:
+        _say(f"smoke: rolling {info.service} back with the {plan.rollback.strategy} strategy")
+        with _ledger(server, db) as ledger:
+            # The deploy under test when it was recorded (deploy start), else the latest one, as `rollback` does.
+            of = info.id if _stored_deployment(ledger, info) else None
+        outcome = perform_rollback(info, plan.rollback, of=of, incident=None, notify=True, server=server, db=db)
+        document["rollback"] = outcome.to_json()
+    _emit(as_json, document)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 # ----- mark / notify ------------------------------------------------------------------------------------------------
