@@ -68,6 +68,12 @@ class Settings:
         "Tokens GitLab sends in X-Gitlab-Token, comma-separated. Environment only.",
         secret=True,
     )
+    pagerduty_webhook_secrets: str = _setting(
+        "",
+        "SHIPSCOPE_PAGERDUTY_WEBHOOK_SECRETS",
+        "Secrets of the PagerDuty v3 webhook subscriptions (X-PagerDuty-Signature), comma-separated. Environment only.",
+        secret=True,
+    )
     api_token: str = _setting(
         "",
         "SHIPSCOPE_TOKEN",

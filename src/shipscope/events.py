@@ -6,8 +6,10 @@ UTC offset; ids are strings, unique within their ``source``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -200,6 +202,11 @@ class TimelineEvent(_Event):
     at: AwareDatetime
     title: NonEmpty
     details: str | None = None
+
+
+def timeline_details(values: Mapping[str, Any]) -> str:
+    """A timeline event's details as its JSON text, without the values that are unknown or empty."""
+    return orjson.dumps({key: value for key, value in values.items() if value not in (None, "", [], {})}).decode()
 
 
 Event = Annotated[

@@ -13,10 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from shipscope.errors import InputError
-from shipscope.events import Deployment, DeploymentKind, DeploymentStatus, TimelineEvent
+from shipscope.events import Deployment, DeploymentKind, DeploymentStatus, TimelineEvent, timeline_details
 
 SOURCE = "shipscope"
 """The source of what deploy commands record."""
@@ -99,7 +97,7 @@ class DeployInfo:
             service=self.service,
             at=at,
             title=title,
-            details=orjson.dumps({key: value for key, value in shown.items() if value is not None}).decode(),
+            details=timeline_details(shown),
         )
 
     def with_kind(self, kind: DeploymentKind, *, id: str, rollback_of: str | None) -> DeployInfo:  # noqa: A002

@@ -34,6 +34,7 @@ from shipscope.events import (
     PullRequest,
     RunStatus,
 )
+from shipscope.ingest.payload import Node
 
 SOURCE: Final = "gitlab"
 HANDLED_KINDS: Final = frozenset({"pipeline", "build", "deployment", "merge_request", "push", "tag_push"})
@@ -116,117 +117,11 @@ def parse_timestamp(value: str, field: str) -> datetime:
 # ── reading payloads ─────────────────────────────────────────────────────────────────────────────────────────────
 
 
-class _Node:
-    """A JSON object and its path from the payload root, so each error can name the field that is wrong."""
+class _Node(Node):
+    """A GitLab payload object: its timestamps come in GitLab's three styles."""
 
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: Mapping[str, Any], path: str = "") -> None:
-        self.data = data
-        self.path = path
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def _missing(self, key: str) -> InputError:
-        return InputError(f"{self.where(key)}: required field is missing")
-
-    def _wrong(self, key: str, expected: str) -> InputError:
-        return InputError(f"{self.where(key)}: expected {expected}, got {self.data[key]!r}")
-
-    def opt_text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self._wrong(key, "a string")
-        return value
-
-    def text(self, key: str) -> str:
-        value = self.opt_text(key)
-        if value is None:
-            raise self._missing(key)
-        return value
-
-    def opt_integer(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._wrong(key, "an integer")
-        return value
-
-    def integer(self, key: str) -> int:
-        value = self.opt_integer(key)
-        if value is None:
-            raise self._missing(key)
-        return value
-
-    def ident(self, key: str) -> str:
-        """An id: GitLab sends integers, canonical ids are strings."""
-        value = self.data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return self.text(key)
-
-    def opt_seconds(self, key: str) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise self._wrong(key, "a non-negative number of seconds")
-        return float(value)
-
-    def opt_time(self, key: str) -> datetime | None:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self._wrong(key, "a timestamp")
-        return parse_timestamp(value, self.where(key))
-
-    def time(self, key: str) -> datetime:
-        value = self.opt_time(key)
-        if value is None:
-            raise self._missing(key)
-        return value
-
-    def opt_node(self, key: str) -> _Node | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            raise self._wrong(key, "an object")
-        return _Node(value, self.where(key))
-
-    def node(self, key: str) -> _Node:
-        value = self.opt_node(key)
-        if value is None:
-            raise self._missing(key)
-        return value
-
-    def nodes(self, key: str) -> list[_Node]:
-        """The objects of a list field; an absent or null list is empty."""
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self._wrong(key, "a list")
-        nodes = []
-        for index, item in enumerate(value):
-            path = f"{self.where(key)}[{index}]"
-            if not isinstance(item, Mapping):
-                raise InputError(f"{path}: expected an object, got {item!r}")
-            nodes.append(_Node(item, path))
-        return nodes
-
-    def opt_texts(self, key: str) -> list[str] | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self._wrong(key, "a list of strings")
-        return list(value)
+    __slots__ = ()
+    parse_time = staticmethod(parse_timestamp)
 
 
 def _username(node: _Node, key: str = "user") -> str | None:

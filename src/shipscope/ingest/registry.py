@@ -17,6 +17,9 @@ PARSERS: dict[str, Parser] = {
     generic.KIND: lambda body, headers: generic.decode(body),
     "github": webhooks.decode_github,
     "gitlab": webhooks.decode_gitlab,
+    "alertmanager": lambda body, headers: webhooks.alertmanager_delivery(body, headers).delivery.events,
+    "pagerduty": lambda body, headers: webhooks.pagerduty_delivery(body, headers).delivery.events,
+    "opsgenie": lambda body, headers: webhooks.opsgenie_delivery(body, headers).delivery.events,
     **reports.PARSERS,
 }
 

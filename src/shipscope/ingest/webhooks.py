@@ -1,6 +1,7 @@
 """Webhook deliveries: verification (HMAC signature, shared token), JSON decoding, and the journal entry.
 
-The per-vendor translation lives in ``github`` and ``gitlab``; this module is what both deliveries share: check
+The per-vendor translation lives in ``github``, ``gitlab``, ``alertmanager``, ``pagerduty`` and ``opsgenie``;
+this module is what their deliveries share: check
 that the sender is who it says, read the body as a JSON object (a truncated body is refused with its position),
 and wrap the events with the delivery id the vendor sends for idempotency.
 """
@@ -17,7 +18,7 @@ import orjson
 
 from shipscope.errors import AuthError, InputError
 from shipscope.events import Event
-from shipscope.ingest import Delivery, github, gitlab
+from shipscope.ingest import Delivery, alertmanager, github, gitlab, opsgenie, pagerduty
 
 GITHUB_EVENT = "X-GitHub-Event"
 GITLAB_EVENT = "X-Gitlab-Event"
@@ -114,3 +115,27 @@ def decode_github(body: bytes, headers: Mapping[str, str]) -> Sequence[Event]:
 
 def decode_gitlab(body: bytes, headers: Mapping[str, str]) -> Sequence[Event]:
     return gitlab_delivery(body, headers).delivery.events
+
+
+def alertmanager_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDelivery:
+    payload = json_object(body, "Alertmanager notification")
+    events = alertmanager.parse_delivery(payload)
+    # A notification has no id of its own; the same body re-sent (a retry) is the same delivery.
+    delivery = Delivery(alertmanager.SOURCE, body_digest(body), "alertmanager", body, tuple(events))
+    return WebhookDelivery(delivery, str(payload.get("status") or "notification"), True)
+
+
+def pagerduty_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDelivery:
+    payload = json_object(body, "PagerDuty webhook")
+    events = pagerduty.parse_delivery(payload)
+    delivery_id = pagerduty.event_id(payload) or body_digest(body)
+    delivery = Delivery(pagerduty.SOURCE, delivery_id, "pagerduty", body, tuple(events))
+    kind = pagerduty.event_type(payload)
+    return WebhookDelivery(delivery, kind, kind.startswith("incident."))
+
+
+def opsgenie_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDelivery:
+    payload = json_object(body, "Opsgenie webhook")
+    events = opsgenie.parse_delivery(payload)
+    delivery = Delivery(opsgenie.SOURCE, body_digest(body), "opsgenie", body, tuple(events))
+    return WebhookDelivery(delivery, opsgenie.action_of(payload), True)

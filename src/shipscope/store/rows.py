@@ -86,6 +86,12 @@ def _run_rank(row: dict[str, Any]) -> int:
     return _RUN_RANK[row["status"]]
 
 
+def _incident_rank(row: dict[str, Any]) -> int:
+    """The report that opened an incident (nothing acknowledged or resolved yet) is the authority on when it opened
+    and what it is; later reports (an acknowledgement, a resolution, perhaps without the open time) fill the rest."""
+    return 1 if row.get("acknowledged_at") is None and row.get("resolved_at") is None else 0
+
+
 def _derive_step(row: dict[str, Any], stage_for: StageMatcher) -> None:
     row["stage"] = stage_for(row["name"])
 
@@ -110,7 +116,7 @@ MAPPINGS: dict[str, EventMapping] = {
         EventMapping("deployment", schema.deployments, lambda row: _DEPLOYMENT_RANK[row["status"]], "finished_at"),
         EventMapping("change", schema.changes, _no_rank, "authored_at"),
         EventMapping("pull_request", schema.pull_requests, _no_rank, "opened_at"),
-        EventMapping("incident", schema.incidents, _no_rank, "opened_at"),
+        EventMapping("incident", schema.incidents, _incident_rank, "opened_at"),
         EventMapping("timeline_event", schema.timeline_events, _no_rank, "at"),
     )
 }

@@ -33,13 +33,17 @@ from shipscope.ingest import Delivery, IngestReport, Rejection
 from shipscope.ingest.generic import body_records, read_records
 from shipscope.ingest.otlp import KIND as OTLP_TRACES
 from shipscope.ingest.otlp import otlp_response, parse_otlp_traces
+from shipscope.ingest.pagerduty import verify_signature as verify_pagerduty_signature
 from shipscope.ingest.registry import decode
 from shipscope.ingest.reports import report_delivery
 from shipscope.ingest.webhooks import (
     WebhookDelivery,
+    alertmanager_delivery,
     github_delivery,
     gitlab_delivery,
     json_object,
+    opsgenie_delivery,
+    pagerduty_delivery,
     verify_github_signature,
     verify_gitlab_token,
 )
@@ -251,6 +255,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     github_secrets = _listed(settings.github_webhook_secrets)
     gitlab_tokens = _listed(settings.gitlab_webhook_tokens)
+    pagerduty_secrets = _listed(settings.pagerduty_webhook_secrets)
 
     async def _journal_rejection(request: Request, source: str, error: ShipscopeError, body: bytes) -> None:
         """What was refused leaves a trace, and nothing else, in the database."""
@@ -315,6 +320,42 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 raise AuthError("GitLab webhooks need SHIPSCOPE_GITLAB_WEBHOOK_TOKENS on a server with API tokens")
 
         return await _accept_webhook(request, "gitlab", verify, gitlab_delivery)
+
+    def ingest_token(request: Request) -> Callable[[bytes], None]:
+        """Receivers that send a bearer token of their own choosing (Alertmanager's http_config, Opsgenie's custom
+        headers) present an API token with the ingest scope; checked before the body is read as anything."""
+
+        def verify(body: bytes) -> None:
+            if tokens:
+                authorize(tokens, request.headers.get("authorization"), "ingest")
+
+        return verify
+
+    @app.post("/webhooks/alertmanager", tags=["webhooks"], responses=webhook_responses)
+    async def alertmanager_webhook(request: Request) -> Response:
+        """Prometheus Alertmanager webhook_config notifications (firing and resolved, grouped alerts): each alert is
+        an incident keyed by fingerprint and start. With API tokens configured, send one with the ingest scope as
+        `Authorization: Bearer` (http_config.authorization)."""
+        return await _accept_webhook(request, "alertmanager", ingest_token(request), alertmanager_delivery)
+
+    @app.post("/webhooks/pagerduty", tags=["webhooks"], responses=webhook_responses)
+    async def pagerduty_webhook(request: Request) -> Response:
+        """PagerDuty v3 webhook subscriptions (incident.triggered, acknowledged, resolved, reopened, escalated, …),
+        checked against X-PagerDuty-Signature when secrets are configured; the event id is the idempotency key."""
+
+        def verify(body: bytes) -> None:
+            if pagerduty_secrets:
+                verify_pagerduty_signature(body, request.headers.get("x-pagerduty-signature"), pagerduty_secrets)
+            elif tokens:
+                raise AuthError("PagerDuty webhooks need SHIPSCOPE_PAGERDUTY_WEBHOOK_SECRETS with API tokens set")
+
+        return await _accept_webhook(request, "pagerduty", verify, pagerduty_delivery)
+
+    @app.post("/webhooks/opsgenie", tags=["webhooks"], responses=webhook_responses)
+    async def opsgenie_webhook(request: Request) -> Response:
+        """Opsgenie webhook integration posts (Create, Acknowledge, Close, …): the alert is an incident. With API
+        tokens configured, add an `Authorization: Bearer` header with an ingest-scoped token to the integration."""
+        return await _accept_webhook(request, "opsgenie", ingest_token(request), opsgenie_delivery)
 
     async def _store_report(request: Request, fmt: str, params: dict[str, str]) -> tuple[Delivery, bool, bytes]:
         """Reads, parses and stores one report; answers only once it is durable."""
