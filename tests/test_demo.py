@@ -467,7 +467,7 @@ def test_incidents_and_timeline(by_type: dict[str, list[Event]]) -> None:
     assert any("infra-only" in i.get("labels", []) for i in incidents)
     caused = [i for i in incidents if "caused_by_deployment_id" in i]
     assert caused and all(i["caused_by_deployment_id"] in deployments for i in caused)
-    assert {"flag_toggle", "infra", "workflow_complexity"} == {t["kind"] for t in by_type["timeline_event"]}
+    assert {"alert", "flag_toggle", "infra", "workflow_complexity"} == {t["kind"] for t in by_type["timeline_event"]}
 
 
 # ---- distributions the metrics rely on -------------------------------------------------------------------

@@ -84,16 +84,22 @@ class ServerClient:
     def cursors(self) -> RemoteCursors:
         return RemoteCursors(self)
 
+    def get_text(self, path: str, params: dict[str, str]) -> str:
+        return self._get(path, params).text
+
     def get_json(self, path: str, params: dict[str, str]) -> dict[str, object]:
+        answer = self._get(path, params).json()
+        assert isinstance(answer, dict)
+        return answer
+
+    def _get(self, path: str, params: dict[str, str]) -> httpx.Response:
         try:
             response = self._http.get(path, params=params)
         except httpx.HTTPError as error:
             raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
         if response.status_code != 200:
             raise RemoteError(_error_message(response), status=response.status_code)
-        answer = response.json()
-        assert isinstance(answer, dict)
-        return answer
+        return response
 
 
 class RemoteCursors:

@@ -21,6 +21,8 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 __all__ = [
     "DORA_TIERS",
     "PRODUCTION_ENVIRONMENTS",
@@ -1635,7 +1637,17 @@ class _RepoSimulation:
         resolved: int | None = None
         resolved_by: str | None = None
         busy_until = state.busy_until
+        # The page comes from an Alertmanager alert carrying the deployed version, fired just before it opened.
+        alert = orjson.dumps(
+            {"status": "firing", "incident_id": incident_id, "labels": {"service": service, "version": primary.version}}
+        ).decode()
+        yield world.timeline("alert", opened - 2 * MINUTE, f"Firing: {title}", service, alert)
         if resolution == "rollback" and previous is not None:
+            # While the rollback is prepared, on-call pauses the riskiest flag and scales the service out.
+            flag = _FLAGS[int(incident_id.rsplit("-", 1)[-1]) % len(_FLAGS)]
+            paused = f"Paused flag {flag} during {incident_id}"
+            yield world.timeline("flag_toggle", acknowledged + MINUTE, paused, service)
+            yield world.timeline("infra", acknowledged + 2 * MINUTE, f"Scaled {service} out from 6 to 12 pods", service)
             delay = rng.randint(4, 10) if tier == "elite" else rng.randint(15, 90)
             rollback = yield from self._release(
                 service,
@@ -1695,6 +1707,9 @@ class _RepoSimulation:
             resolved = opened + int(world.lognormal(30 * HOUR, 0.3))
         if resolved is not None and resolved >= self.end:
             resolved, resolved_by = None, None
+        if resolved is not None:
+            ended = orjson.dumps({"status": "resolved", "incident_id": incident_id}).decode()
+            yield world.timeline("alert", resolved - MINUTE, f"Resolved: {title}", service, ended)
         yield _incident(
             incident_id, service, severity, title, opened, acknowledged, resolved, None, primary.id, resolved_by
         )

@@ -26,6 +26,7 @@ from shipscope.cli.common import open_store as _open_store
 from shipscope.cli.common import reports_errors as _reports_errors
 from shipscope.cli.common import settings_for as _settings
 from shipscope.cli.deploy import deploy_app
+from shipscope.cli.incident import incident_app
 from shipscope.config import Settings, load_settings
 from shipscope.errors import InputError, RemoteError, ShipscopeError, StoreError
 from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
@@ -51,6 +52,7 @@ backfill_app = typer.Typer(help="Fetch history from a CI/CD vendor's API (resuma
 app.add_typer(backfill_app, name="backfill")
 exporters.register(app)
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(incident_app, name="incident")
 
 
 class ImportFormat(StrEnum):

@@ -48,6 +48,7 @@ from shipscope.ingest.webhooks import (
     verify_gitlab_token,
 )
 from shipscope.metrics.common import Filters, MetricsConfig, Window
+from shipscope.metrics.incidents import IncidentTimeline, incident_timeline
 from shipscope.metrics.listings import (
     LIST_LIMIT,
     DeploymentFilter,
@@ -530,6 +531,38 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             "total": listing.total,
             "incidents": [row.to_json() for row in listing.rows],
         }
+
+    def _incident(incident_id: str, source: str | None, definitions: str) -> IncidentTimeline:
+        found = incident_timeline(owned_store, incident_id, source, metrics_config, definitions=definitions)
+        if found is None:
+            raise NotFound(f"no incident with id {incident_id!r}" + (f" from {source!r}" if source else ""))
+        return found
+
+    @app.get("/api/v1/incidents/{incident_id}", tags=["incidents"], dependencies=[Depends(require("read"))])
+    def incident(incident_id: str, source: str | None = None, definitions: str = "shipscope") -> dict[str, Any]:
+        """One incident with the deploys it may follow from: each with its changes, the signal that links it
+        (explicit, version label, same service within 60 min, within 24 h) and a confidence."""
+        found = _incident(incident_id, source, definitions)
+        return {"incident": found.incident.to_json(), "links": [link.to_json() for link in found.links]}
+
+    @app.get(
+        "/api/v1/incidents/{incident_id}/timeline",
+        tags=["incidents"],
+        dependencies=[Depends(require("read"))],
+        responses={200: {"content": {"text/markdown": {}}, "description": "JSON, or Markdown with format=markdown."}},
+    )
+    def incident_timeline_view(
+        incident_id: str,
+        source: str | None = None,
+        definitions: str = "shipscope",
+        format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json",  # noqa: A002 - the query's name
+    ) -> Response:
+        """Deploys, pipeline runs, gate, canary and smoke verdicts, alerts, pages, flag toggles, infra events and
+        rollbacks around the incident, in order, each with the version running then."""
+        found = _incident(incident_id, source, definitions)
+        if format == "markdown":
+            return Response(found.to_markdown(), media_type="text/markdown; charset=utf-8")
+        return ORJSONResponse(found.to_json())
 
     @app.get(
         "/metrics",
