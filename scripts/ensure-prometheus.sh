@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Makes sure Debian's Prometheus, promtool and Pushgateway are installed: the exporter and deploy-gate tests start
-# their own servers on loopback ports.
+# Makes sure Debian's Prometheus, promtool, Pushgateway and Alertmanager are installed: the exporter, deploy-gate and
+# incident tests start their own servers on loopback ports.
 set -euo pipefail
-NEEDED=(prometheus promtool prometheus-pushgateway)
-PACKAGES=(prometheus prometheus-pushgateway)
+NEEDED=(prometheus promtool prometheus-pushgateway prometheus-alertmanager)
+PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager)
 
 missing() {
   for name in "${NEEDED[@]}"; do command -v "$name" >/dev/null || return 0; done
@@ -11,12 +11,12 @@ missing() {
 }
 
 if missing && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian's ${PACKAGES[*]} for the exporter tests" >&2
+  echo "installing Debian's ${PACKAGES[*]} for the tests" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 fi
 if missing; then
-  echo "Prometheus, promtool and the Pushgateway are needed by the tests and are not all installed." >&2
+  echo "Prometheus, promtool, the Pushgateway and Alertmanager are needed by the tests and are not all installed." >&2
   echo "Install them with: apt-get update && apt-get install -y ${PACKAGES[*]} (as root)" >&2
   exit 1
 fi

@@ -24,6 +24,7 @@ import yaml
 PROMETHEUS = os.environ.get("SHIPSCOPE_TEST_PROMETHEUS", "prometheus")
 PUSHGATEWAY = os.environ.get("SHIPSCOPE_TEST_PUSHGATEWAY", "prometheus-pushgateway")
 PROMTOOL = os.environ.get("SHIPSCOPE_TEST_PROMTOOL", "promtool")
+ALERTMANAGER = os.environ.get("SHIPSCOPE_TEST_ALERTMANAGER", "prometheus-alertmanager")
 
 
 def free_port() -> int:
@@ -165,4 +166,37 @@ def pushgateway(directory: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     command = [executable, f"--web.listen-address=127.0.0.1:{port}"]
     with process(command, f"{base}/-/ready", directory / f"pushgateway-{port}.log"):
+        yield base
+
+
+@contextmanager
+def alertmanager(directory: Path, webhook_url: str, token: str | None = None) -> Iterator[str]:
+    """An Alertmanager routing every alert to ``webhook_url`` (firing and resolved), grouped by alert and service
+    and flushed within a second; clustering off. Yields its base URL."""
+    executable = binary(ALERTMANAGER, "prometheus-alertmanager")
+    port = free_port()
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+    if token:
+        webhook["http_config"] = {"authorization": {"credentials": token}}
+    config = {
+        "route": {
+            "receiver": "shipscope",
+            "group_by": ["alertname", "service"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "shipscope", "webhook_configs": [webhook]}],
+    }
+    config_path = directory / f"alertmanager-{port}.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [
+        executable,
+        f"--config.file={config_path}",
+        f"--storage.path={directory / f'alertmanager-{port}'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with process(command, f"{base}/-/ready", directory / f"alertmanager-{port}.log"):
         yield base

@@ -123,6 +123,16 @@ class Settings:
         "", "SHIPSCOPE_ALERT_WEBHOOK_URLS", "Generic JSON webhooks for threshold notices, comma-separated.", secret=True
     )
     dashboard_url: str = _setting("", "SHIPSCOPE_DASHBOARD_URL", "Linked from notices.")
+    runbook_url: str = _setting("", "SHIPSCOPE_RUNBOOK_URL", "The rollback runbook, linked from notices and pages.")
+    pagerduty_routing_key: str = _setting(
+        "",
+        "SHIPSCOPE_PAGERDUTY_ROUTING_KEY",
+        "Events API v2 integration key: Alertmanager alerts received are forwarded to it with deploy context.",
+        secret=True,
+    )
+    pagerduty_events_url: str = _setting(
+        "https://events.pagerduty.com/v2/enqueue", "SHIPSCOPE_PAGERDUTY_EVENTS_URL", "The Events API v2 endpoint."
+    )
     otlp_endpoint: str = _setting(
         "",
         "SHIPSCOPE_OTLP_ENDPOINT",

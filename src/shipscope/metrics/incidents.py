@@ -316,3 +316,63 @@ def _with_running_version(item: TimelineItem, running: list[tuple[datetime, str]
     if not live:
         return item
     return TimelineItem(item.at, item.kind, item.title, live[-1], item.source, item.details)
+
+
+# ----- what on-call needs on the page ------------------------------------------------------------------------------
+
+VERDICT_KINDS = ("gate", "analysis", "smoke")
+_SHOWN_CHANGES = 10
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """The last production deploy of a service before a moment, as a page's details show it."""
+
+    deployment: DeploymentRow
+    verdicts: Mapping[str, str]
+    """Timeline kind (gate, analysis, smoke) → the last verdict's title for this deploy."""
+    changes: tuple[ShippedChange, ...]
+
+    def details(self) -> dict[str, Any]:
+        deployment = self.deployment
+        return {
+            "last_deploy_id": deployment.id,
+            "last_deploy_version": deployment.version,
+            "last_deploy_sha": deployment.sha,
+            "last_deploy_at": _iso(deployment.finished_at or deployment.started_at),
+            "last_deploy_actor": deployment.actor,
+            "last_deploy_image_digest": deployment.image_digest,
+            "last_deploy_environment": deployment.environment,
+            "last_deploy_status": deployment.status,
+            "pipeline_url": deployment.url,
+            **{f"{kind}_verdict": title for kind, title in self.verdicts.items()},
+            "changes": [
+                f"{change.sha[:12]} {(change.message or '').splitlines()[0] if change.message else ''}".strip()
+                for change in self.changes[:_SHOWN_CHANGES]
+            ],
+        }
+
+
+def deploy_context(
+    store: Store, service: str, at: datetime, config: MetricsConfig = DEFAULT_CONFIG
+) -> DeployContext | None:
+    """The last production deploy of ``service`` started before ``at`` (within the lookback), its gate, canary and
+    smoke verdicts and the changes it shipped; None when there is none."""
+    window = Window(at - LOOKBACK, at + timedelta(seconds=1))
+    rows = deployment_list(store, window, Filters(service=service), config, weekly=False).rows
+    started = [row for row in rows if row.production and (row.started_at or row.finished_at or at) <= at]
+    if not started:
+        return None
+    last = max(started, key=lambda row: row.started_at or row.finished_at or at)
+    events = schema.timeline_events
+    verdicts: dict[str, str] = {}
+    for event in store.query(
+        sa.select(events.c.kind, events.c.title, events.c.details)
+        .where(events.c.service == service, events.c.kind.in_(VERDICT_KINDS), in_window(events.c.at, window))
+        .order_by(events.c.at)
+    ):
+        details = orjson.loads(event["details"]) if event["details"] else {}
+        if isinstance(details, dict) and details.get("deployment_id") == last.id:
+            verdicts[event["kind"]] = event["title"]
+    detail = deployment_detail(store, last.id, last.source, config)
+    return DeployContext(last, verdicts, detail.changes if detail else ())

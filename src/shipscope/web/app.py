@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import httpx
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +48,7 @@ from shipscope.ingest.webhooks import (
     verify_github_signature,
     verify_gitlab_token,
 )
+from shipscope.integrations.http import send
 from shipscope.metrics.common import Filters, MetricsConfig, Window
 from shipscope.metrics.incidents import IncidentTimeline, incident_timeline
 from shipscope.metrics.listings import (
@@ -58,6 +60,7 @@ from shipscope.metrics.listings import (
 )
 from shipscope.metrics.reports import run_report
 from shipscope.metrics.thresholds import thresholds_from_table
+from shipscope.paging import forward_requests
 from shipscope.store import Store
 from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
@@ -264,7 +267,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         await asyncio.wrap_future(request.app.state.writer.submit([], [rejection]))
 
     async def _accept_webhook(
-        request: Request, source: str, verify: Callable[[bytes], None], read: Callable[[bytes, dict[str, str]], Any]
+        request: Request,
+        source: str,
+        verify: Callable[[bytes], None],
+        read: Callable[[bytes, dict[str, str]], Any],
+        forward: Callable[[WebhookDelivery], dict[str, Any]] | None = None,
     ) -> Response:
         body = b""
         try:
@@ -285,6 +292,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         if not received.handled:
             content["message"] = f"ignored: {received.event}"
             return ORJSONResponse(content, status_code=202)
+        if forward is not None:
+            forwarded = await run_in_threadpool(forward, received)
+            content.update(forwarded)
+            if forwarded.get("error"):
+                # Stored already (a retry counts as duplicates); the sender's retry re-sends what did not get out.
+                return ORJSONResponse({**content, "ok": False}, status_code=502)
         return ORJSONResponse(content)
 
     webhook_responses: dict[int | str, dict[str, Any]] = {
@@ -337,7 +350,25 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         """Prometheus Alertmanager webhook_config notifications (firing and resolved, grouped alerts): each alert is
         an incident keyed by fingerprint and start. With API tokens configured, send one with the ingest scope as
         `Authorization: Bearer` (http_config.authorization)."""
-        return await _accept_webhook(request, "alertmanager", ingest_token(request), alertmanager_delivery)
+        return await _accept_webhook(
+            request, "alertmanager", ingest_token(request), alertmanager_delivery, forward_to_pagerduty
+        )
+
+    def forward_to_pagerduty(received: WebhookDelivery) -> dict[str, Any]:
+        """With SHIPSCOPE_PAGERDUTY_ROUTING_KEY, each alert goes on to PagerDuty with its deploy context; a failure
+        answers 502 so that Alertmanager retries the notification (the dedup key makes the retry harmless)."""
+        requests = forward_requests(owned_store, received.delivery.events, settings, metrics_config)
+        if not requests:
+            return {}
+        with httpx.Client() as client:
+            outcomes = [send(client, outbound, retries=2, timeout=5.0) for outbound in requests]
+        failed = [outcome for outcome in outcomes if not outcome.ok]
+        answer: dict[str, Any] = {"forwarded": len(outcomes) - len(failed)}
+        if failed:
+            answer["error"] = "stored, but not forwarded to PagerDuty: " + "; ".join(
+                f"{outcome.what}: {outcome.detail}" for outcome in failed
+            )
+        return answer
 
     @app.post("/webhooks/pagerduty", tags=["webhooks"], responses=webhook_responses)
     async def pagerduty_webhook(request: Request) -> Response:
