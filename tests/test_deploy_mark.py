@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,13 @@ from tests.vendors import Received, VendorServer
 runner = CliRunner()
 IDENTITY = ["--service", "checkout", "--env", "production", "--sha", "c" * 40, "--id", "deploy-9"]
 IDENTITY += ["--version", "v2.3.0", "--actor", "octocat", "--image-digest", "sha256:" + "d" * 64]
-SECRETS = {"dd": "dd-api-key-123", "grafana": "glsa_grafana_secret", "sentry": "sntrys_secret", "nr": "NRAK-SECRET"}
+SECRETS = {
+    "dd": "dd-api-key-123",
+    "grafana": "glsa_grafana_secret",
+    "sentry": "sntrys_secret",
+    "nr": "NRAK-SECRET",
+    "pd": "pd-change-key-456",
+}
 
 
 def _environment(base: str) -> dict[str, str]:
@@ -50,6 +57,8 @@ def _environment(base: str) -> dict[str, str]:
         "NEW_RELIC_API_KEY": SECRETS["nr"],
         "NEW_RELIC_ENTITY_GUID": "MXxBUE18QVBQTElDQVRJT058MTIz",
         "NEW_RELIC_API_URL": f"{base}/newrelic/graphql",
+        "PAGERDUTY_CHANGE_ROUTING_KEY": SECRETS["pd"],
+        "PAGERDUTY_EVENTS_URL": f"{base}/pagerduty",
         "SHIPSCOPE_MARKER_WEBHOOK_URL": f"{base}/hooks/deploys/s3cr3t-token",
     }
 
@@ -74,6 +83,7 @@ def test_one_marker_reaches_every_configured_vendor_by_its_documented_api(
         "grafana",
         "sentry",
         "newrelic",
+        "pagerduty",
         "webhook",
     ]
 
@@ -107,6 +117,14 @@ def test_one_marker_reaches_every_configured_vendor_by_its_documented_api(
     assert deployment["entityGuid"] == "MXxBUE18QVBQTElDQVRJT058MTIz" and deployment["version"] == "v2.3.0"
     assert deployment["commit"] == "c" * 40 and deployment["user"] == "octocat"
 
+    # https://developer.pagerduty.com/docs/events-api-v2/send-change-events/: POST /v2/change/enqueue, the routing
+    # key in the body, payload.summary/timestamp/source, custom_details and links.
+    (change,) = vendors.at("/pagerduty/v2/change/enqueue")
+    assert change.method == "POST" and change.body["routing_key"] == SECRETS["pd"]
+    assert change.body["payload"]["summary"].startswith("Deployed checkout v2.3.0 to production")
+    assert datetime.fromisoformat(change.body["payload"]["timestamp"]).tzinfo is not None
+    assert change.body["payload"]["custom_details"]["sha"] == "c" * 40
+
     (hook,) = vendors.at("/hooks/deploys/s3cr3t-token")
     assert hook.body["event"] == "deployment" and hook.body["deployment"]["image_digest"] == "sha256:" + "d" * 64
 
@@ -115,7 +133,10 @@ def test_one_marker_reaches_every_configured_vendor_by_its_documented_api(
         (marker,) = [e for e in store.list_events("timeline_event", service="checkout").events if e["kind"] == "marker"]
     finally:
         store.close()
-    assert marker["title"] == "Marked checkout v2.3.0 to production in datadog, grafana, sentry, newrelic, webhook"
+    assert (
+        marker["title"]
+        == "Marked checkout v2.3.0 to production in datadog, grafana, sentry, newrelic, pagerduty, webhook"
+    )
 
 
 def test_a_429_is_retried_after_its_retry_after_and_a_slow_vendor_times_out_alone(
@@ -238,3 +259,18 @@ def test_an_undeliverable_notice_warns_or_fails_under_strict(tmp_path: Path) -> 
         app, args[:-2] + ["--db", f"duckdb:///{tmp_path / 'u.duckdb'}"], env={"SLACK_WEBHOOK_URL": ""}
     )
     assert missing.exit_code == 4 and "no Slack webhook" in missing.stderr
+
+
+def test_pagerduty_change_events_are_for_production_deploys_only(vendors: VendorServer, tmp_path: Path) -> None:
+    env = {
+        "PAGERDUTY_CHANGE_ROUTING_KEY": SECRETS["pd"],
+        "PAGERDUTY_EVENTS_URL": f"{vendors.base}/pagerduty",
+        "SHIPSCOPE_ENVIRONMENT": "staging",
+    }
+    staging = [part if part != "production" else "staging" for part in IDENTITY]
+    result = runner.invoke(
+        app, ["deploy", "mark", *staging, "--db", f"duckdb:///{tmp_path / 'pd.duckdb'}", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["vendors"] == []
+    assert vendors.received == []

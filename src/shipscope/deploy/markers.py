@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import httpx
 
 from shipscope.deploy.context import DeployInfo
-from shipscope.integrations import datadog, grafana, newrelic, sentry, webhook
+from shipscope.integrations import datadog, grafana, newrelic, pagerduty, sentry, webhook
 from shipscope.integrations.http import OutboundRequest, Outcome, send
 
 
@@ -32,7 +32,7 @@ class MarkerVendor(Protocol):
     ) -> list[OutboundRequest]: ...
 
 
-VENDORS: Sequence[MarkerVendor] = (datadog, grafana, sentry, newrelic, webhook)
+VENDORS: Sequence[MarkerVendor] = (datadog, grafana, sentry, newrelic, pagerduty, webhook)
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ class VendorResult:
 def planned(
     info: DeployInfo, status: str, environ: Mapping[str, str], at: datetime
 ) -> dict[str, list[OutboundRequest]]:
-    """The requests of each configured vendor, in vendor order."""
-    return {
+    """The requests of each configured vendor, in vendor order; a vendor with nothing to send for this deploy
+    (PagerDuty outside production) is left out."""
+    requests = {
         vendor.NAME: vendor.marker_requests(info, status, environ, at)
         for vendor in VENDORS
         if vendor.configured(environ)
     }
+    return {name: sent for name, sent in requests.items() if sent}
 
 
 def mark(

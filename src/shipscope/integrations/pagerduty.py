@@ -10,17 +10,21 @@ https://developer.pagerduty.com/api-reference/3c0ad6ec5b0ef-create-a-note-on-an-
 ``Authorization: Token token=<API key>``, ``From: <email of a PagerDuty user>`` and
 ``Accept: application/vnd.pagerduty+json;version=2``; body ``{"note": {"content": …}}``.
 
-Configured by ``PAGERDUTY_API_TOKEN`` and ``PAGERDUTY_FROM``; ``PAGERDUTY_API_URL`` replaces
-https://api.pagerduty.com.
+Notes are configured by ``PAGERDUTY_API_TOKEN`` and ``PAGERDUTY_FROM``; ``PAGERDUTY_API_URL`` replaces
+https://api.pagerduty.com. A deployment marker is a change event, sent when ``PAGERDUTY_CHANGE_ROUTING_KEY`` (the
+service's Change Events integration key) is set, for production environments (``prod*``, or the comma-separated
+globs of ``PAGERDUTY_CHANGE_ENVIRONMENTS``); ``PAGERDUTY_EVENTS_URL`` replaces https://events.pagerduty.com.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from typing import Any
 from urllib.parse import quote
 
+from shipscope.deploy.context import DeployInfo
 from shipscope.errors import InputError
 from shipscope.integrations.http import OutboundRequest
 
@@ -138,3 +142,41 @@ def change_event_request(
     return OutboundRequest(
         NAME, "POST", url, {"Content-Type": "application/json"}, body, secrets=(routing_key,), what="change event"
     )
+
+
+def configured(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get("PAGERDUTY_CHANGE_ROUTING_KEY", "").strip())
+
+
+def _production(environment: str, environ: Mapping[str, str]) -> bool:
+    patterns = [part.strip() for part in environ.get("PAGERDUTY_CHANGE_ENVIRONMENTS", "prod*").split(",")]
+    return any(fnmatch(environment.lower(), pattern.lower()) for pattern in patterns if pattern)
+
+
+def marker_requests(info: DeployInfo, status: str, environ: Mapping[str, str], at: datetime) -> list[OutboundRequest]:
+    """A change event for a production deploy (none for other environments): PagerDuty shows it beside the
+    service's incidents, so on-call sees what changed."""
+    if not _production(info.environment, environ):
+        return []
+    base = (environ.get("PAGERDUTY_EVENTS_URL", "").strip() or "https://events.pagerduty.com").rstrip("/")
+    details = {
+        "service": info.service,
+        "environment": info.environment,
+        "version": info.version,
+        "sha": info.sha,
+        "image_digest": info.image_digest,
+        "actor": info.actor,
+        "status": status,
+        "deployment_id": info.id,
+    }
+    return [
+        change_event_request(
+            environ["PAGERDUTY_CHANGE_ROUTING_KEY"].strip(),
+            summary=f"Deployed {info.label} ({status})",
+            source=info.repo or info.service,
+            at=at,
+            custom_details={name: value for name, value in details.items() if value},
+            links={"Pipeline": info.url or ""},
+            url=f"{base}/v2/change/enqueue",
+        )
+    ]
