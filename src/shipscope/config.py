@@ -109,6 +109,9 @@ class Settings:
     exporter: dict[str, Any] = _setting(
         {}, None, "Prometheus /metrics: series budget, label allowlists, cache, gauge window (toml [exporter])."
     )
+    auto_rollback: dict[str, Any] = _setting(
+        {}, None, "Automatic rollback on an SLO breach: guard window, dry run, approval, per-service strategies."
+    )
     alert_interval_seconds: int = _setting(
         300, "SHIPSCOPE_ALERT_INTERVAL_SECONDS", "How often the server evaluates thresholds; 0 turns it off."
     )

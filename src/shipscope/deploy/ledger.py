@@ -29,18 +29,22 @@ def _lines(events: Sequence[Event]) -> list[bytes]:
     return [orjson.dumps(event_to_json(event)) for event in events]
 
 
+def _deliveries(events: Sequence[Event]) -> list[Delivery]:
+    deliveries = []
+    for position, line in enumerate(_lines(events), start=1):
+        delivery = read_record(position, line)
+        if not isinstance(delivery, Delivery):
+            raise StoreError(f"an event shipscope made was refused: {delivery.reason}")
+        deliveries.append(delivery)
+    return deliveries
+
+
 class StoreLedger:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def write(self, events: Sequence[Event]) -> None:
-        deliveries = []
-        for position, line in enumerate(_lines(events), start=1):
-            delivery = read_record(position, line)
-            if not isinstance(delivery, Delivery):
-                raise StoreError(f"an event shipscope made was refused: {delivery.reason}")
-            deliveries.append(delivery)
-        self._store.ingest(deliveries)
+        self._store.ingest(_deliveries(events))
 
     def read(self, event_type: str, **filters: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -84,3 +88,16 @@ class ServerLedger:
             if not cursor:
                 return found
             params["cursor"] = str(cursor)
+
+
+class WriterLedger(StoreLedger):
+    """Inside the server: writes go through its group-commit writer (the one writer of the database), reads through
+    the store."""
+
+    def __init__(self, store: Store, writer: Any) -> None:
+        """``writer`` is the server's ``shipscope.store.writer.Writer``."""
+        super().__init__(store)
+        self._writer = writer
+
+    def write(self, events: Sequence[Event]) -> None:
+        self._writer.submit(_deliveries(events)).result(timeout=60)

@@ -239,7 +239,8 @@ class RollbackOutcome:
         }
 
 
-def _moment(event: Mapping[str, Any]) -> str:
+def deployed_at(event: Mapping[str, Any]) -> str:
+    """A stored deployment's moment, for ordering a service's deployments."""
     return str(event.get("finished_at") or event.get("started_at") or "")
 
 
@@ -248,7 +249,7 @@ def history(
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
     """(the deployment rolled back, the last good one before it): ``of`` or the latest deploy that is not itself
     a rollback, and the latest successful deployment that finished before it started."""
-    deployments = sorted(ledger.read("deployment", service=service, environment=environment), key=_moment)
+    deployments = sorted(ledger.read("deployment", service=service, environment=environment), key=deployed_at)
     if of is not None:
         rolled_back = next((event for event in deployments if event["id"] == of), None)
         if rolled_back is None:
@@ -262,7 +263,7 @@ def history(
     good = [
         event
         for event in deployments
-        if event["status"] == "success" and event["id"] != rolled_back["id"] and _moment(event) < began
+        if event["status"] == "success" and event["id"] != rolled_back["id"] and deployed_at(event) < began
     ]
     return rolled_back, good[-1] if good else None
 

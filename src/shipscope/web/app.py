@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.concurrency import run_in_threadpool
@@ -66,16 +65,13 @@ from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
 from shipscope.web.bodies import read_body
 from shipscope.web.dashboard import asset_routes, dashboard_router
+from shipscope.web.responses import ORJSONResponse
+from shipscope.web.rollbacks import rollback_router
 
 log = logging.getLogger(__name__)
 
 _INLINE_PARSE_BYTES = 64 * 1024
 """Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse:
@@ -121,6 +117,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             if settings.otlp_endpoint
             else None
         )
+        app.state.rollbacks = []
         app.state.writer = GroupCommitWriter(
             owned_store,
             max_requests=settings.commit_batch_max,
@@ -136,6 +133,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             if alerting is not None:
                 alerting.cancel()
                 await asyncio.gather(alerting, return_exceptions=True)
+            for running in list(app.state.rollbacks):
+                # A rollback under way records how it ended before the writer stops.
+                await run_in_threadpool(running.join, 600)
             app.state.writer.close()
             if app.state.trace_exporter is not None:
                 app.state.trace_exporter.close()
@@ -606,6 +606,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         """Pipeline, DORA, test, security and ingest metrics for Prometheus to scrape (see docs/exporters.md)."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
+    app.include_router(rollback_router(owned_store, settings, require))
     app.include_router(asset_routes())
     app.include_router(
         dashboard_router(
