@@ -15,6 +15,7 @@ from shipscope.config import Settings
 from shipscope.integrations.notify import NoticeState, Notifier
 from shipscope.metrics.common import Filters, MetricsConfig, Window
 from shipscope.metrics.thresholds import Violation, evaluate, thresholds_from_table
+from shipscope.postmortems import open_items
 from shipscope.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,14 +23,29 @@ STATE_KEY = "alerts:active"
 
 
 def violations(store: Store, settings: Settings, window: Window, filters: Filters | None = None) -> list[Violation]:
-    """The thresholds of ``settings`` violated over ``window``."""
-    return evaluate(
+    """The thresholds of ``settings`` violated over ``window``, and the postmortem action items past due (as of the
+    window's end: a promise to prevent a recurrence is a threshold too)."""
+    found = evaluate(
         store,
         window,
         filters or Filters(),
         MetricsConfig.from_table(settings.metrics),
         thresholds_from_table(settings.thresholds),
     )
+    today = window.until.date()
+    for item in open_items(store, today, overdue_only=True):
+        days = (today - item.due).days
+        found.append(
+            Violation(
+                "action_item_overdue",
+                f"{item.incident_id}/{item.id}",
+                float(days),
+                0.0,
+                {"owner": item.owner, "due": item.due.isoformat(), "kind": item.kind},
+                f'{item.kind} item of {item.incident_id} "{item.title}" ({item.owner}) is {days} day(s) past due',
+            )
+        )
+    return found
 
 
 def _listed(value: str) -> list[str]:

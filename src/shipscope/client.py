@@ -84,6 +84,18 @@ class ServerClient:
     def cursors(self) -> RemoteCursors:
         return RemoteCursors(self)
 
+    def post_json(self, path: str, body: dict[str, object], params: dict[str, str] | None = None) -> dict[str, object]:
+        """A JSON request to the API; a refusal (4xx) is a RemoteError with the server's message and status."""
+        try:
+            response = self._http.post(path, json=body, params=params or {})
+        except httpx.HTTPError as error:
+            raise RemoteError(f"cannot reach the shipscope server at {self.base_url}: {error}", status=0) from error
+        if not response.is_success:
+            raise RemoteError(_error_message(response), status=response.status_code)
+        answer = response.json()
+        assert isinstance(answer, dict)
+        return answer
+
     def get_text(self, path: str, params: dict[str, str]) -> str:
         return self._get(path, params).text
 

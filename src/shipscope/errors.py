@@ -55,6 +55,12 @@ class UnsupportedMediaType(InputError):
     status = 415
 
 
+class Refused(InputError):
+    """Well-formed, but a rule forbids it now (a postmortem closed without a prevent-recurrence item)."""
+
+    status = 422
+
+
 class NotFound(ShipscopeError):
     status = 404
 

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shipscope.cli.common import DbOption, open_store, reports_errors, settings_for, stderr
-from shipscope.errors import NotFound
+from shipscope.config import Settings
+from shipscope.errors import NotFound, Refused, RemoteError
 from shipscope.metrics.common import MetricsConfig
 from shipscope.server_state import running_server
 from shipscope.store import duckdb_path
@@ -98,3 +99,78 @@ def _render(console: Console, document: dict[str, Any]) -> None:
             item["at"].replace("T", " ").removesuffix("Z"), item["kind"], item["title"], item["version"] or ""
         )
     console.print(items)
+
+
+def _served(settings: Settings) -> str | None:
+    path = duckdb_path(settings.db)
+    return running_server(path) if path else None
+
+
+@incident_app.command("postmortem")
+@reports_errors
+def postmortem_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    source: Annotated[str | None, typer.Option(help="Its source, when two sources use the same id.")] = None,
+    close: Annotated[bool, typer.Option("--close", help="Close it (refused without a prevent-recurrence item).")] = (
+        False
+    ),
+    summary: Annotated[str | None, typer.Option(help="A summary, when the postmortem is opened.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The postmortem as JSON on stdout.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Open the incident's postmortem from its timeline (or show it), or close it: exit 1 when closing is refused."""
+    settings = settings_for(db)
+    url = _served(settings)
+    where = f"/api/v1/incidents/{quote(incident_id, safe='')}/postmortem"
+    params = {"source": source} if source else {}
+    try:
+        if url is not None:
+            from shipscope.client import ServerClient
+
+            client = ServerClient(url, token=settings.api_token)
+            try:
+                document: dict[str, Any] = client.post_json(
+                    where + ("/close" if close else ""), {"summary": summary}, params
+                )
+            finally:
+                client.close()
+        else:
+            document = _postmortem_locally(settings, incident_id, source, close, summary)
+    except (Refused, RemoteError) as error:
+        if isinstance(error, RemoteError) and error.status != 422:
+            raise
+        stderr.print(f"refused: {error.message}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+        return
+    items = Table("kind", "item", "owner", "due", "status", "link", title=document["title"])
+    for item in document["items"]:
+        due = f"{item['due']} (overdue)" if item["overdue"] else item["due"]
+        items.add_row(item["kind"], item["title"], item["owner"], due, item["status"], item["link"] or "")
+    Console().print(items)
+    if document["status"] == "closed":
+        stderr.print(f"closed {document['closed_at']}", highlight=False)
+    else:
+        stderr.print(f"draft: {document['why_not_closable'] or 'ready to close'}", highlight=False)
+
+
+def _postmortem_locally(
+    settings: Settings, incident_id: str, source: str | None, close: bool, summary: str | None
+) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from shipscope import postmortems
+    from shipscope.metrics.incidents import incident_timeline
+
+    store = open_store(settings)
+    try:
+        timeline = incident_timeline(store, incident_id, source, MetricsConfig.from_table(settings.metrics))
+        if timeline is None:
+            raise NotFound(f"no incident with id {incident_id!r}" + (f" from {source!r}" if source else ""))
+        incident, now = timeline.incident, datetime.now(UTC)
+        if close:
+            return postmortems.close_postmortem(store, incident.source, incident.id, now).to_json()
+        return postmortems.open_postmortem(store, timeline, summary, now).to_json()
+    finally:
+        store.close()

@@ -167,6 +167,31 @@ def _link(
     return ("near" if minutes <= NEAR.total_seconds() / 60 else "lookback"), minutes
 
 
+def find_incident(
+    store: Store,
+    incident_id: str,
+    source: str | None = None,
+    config: MetricsConfig = DEFAULT_CONFIG,
+    *,
+    definitions: str = "shipscope",
+) -> IncidentRow | None:
+    """The incident ``incident_id`` (of ``source``, when given), with DORA's link and recovery; None if unknown."""
+    incidents = schema.incidents
+    query = sa.select(incidents.c.source, incidents.c.opened_at, incidents.c.service).where(
+        incidents.c.id == incident_id
+    )
+    if source is not None:
+        query = query.where(incidents.c.source == source)
+    found = store.query(query.order_by(incidents.c.source).limit(1))
+    if not found:
+        return None
+    opened = _aware(found[0]["opened_at"])
+    assert opened is not None  # a required column
+    window = Window(opened - LOOKBACK, opened + timedelta(seconds=1))
+    listed = incident_list(store, window, Filters(service=found[0]["service"]), config, definitions=definitions)
+    return next(row for row in listed.rows if row.id == incident_id and row.source == found[0]["source"])
+
+
 def incident_timeline(
     store: Store,
     incident_id: str,
@@ -177,29 +202,17 @@ def incident_timeline(
     now: datetime | None = None,
 ) -> IncidentTimeline | None:
     """The incident ``incident_id`` (of ``source``, when given) in context; None when there is none."""
-    incidents = schema.incidents
-    query = sa.select(incidents).where(incidents.c.id == incident_id)
-    if source is not None:
-        query = query.where(incidents.c.source == source)
-    found = store.query(query.order_by(incidents.c.source).limit(1))
-    if not found:
+    incident = find_incident(store, incident_id, source, config, definitions=definitions)
+    if incident is None:
         return None
-    row = found[0]
-    opened = _aware(row["opened_at"])
-    assert opened is not None  # a required column
-    service = row["service"]
-    filters = Filters(service=service)
+    opened, filters = incident.opened_at, Filters(service=incident.service)
     before = Window(opened - LOOKBACK, opened + timedelta(seconds=1))
-    [incident] = [
-        listed
-        for listed in incident_list(store, before, filters, config, definitions=definitions).rows
-        if listed.id == incident_id and listed.source == row["source"]
-    ]
     versions = {label.split("=", 1)[1] for label in incident.labels if label.startswith("version=")}
     earlier = deployment_list(store, before, filters, config, definitions=definitions, weekly=False).rows
     links: list[DeployLink] = []
     for deployment in sorted(earlier, key=lambda listed: listed.finished_at or listed.started_at or opened):
-        linked = _link(deployment, incident, row["caused_by_deployment_id"], versions)
+        explicit = incident.deployment_id if incident.linked_by == "explicit" else None
+        linked = _link(deployment, incident, explicit, versions)
         if linked is None:
             continue
         detail = deployment_detail(store, deployment.id, deployment.source, config, definitions=definitions)

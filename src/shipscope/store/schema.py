@@ -250,6 +250,51 @@ timeline_events = sa.Table(
     _rank(),
 )
 
+# ----- incident response: state people edit, not events (reprocess leaves it alone) --------------------------------
+
+postmortems = sa.Table(
+    "postmortems",
+    metadata,
+    _key("incident_source"),
+    _key("incident_id"),
+    _text("title", False),
+    _text("summary"),
+    _text("status", False),
+    _ts("created_at", False),
+    _ts("closed_at"),
+    _text("timeline_markdown"),
+)
+"""One per incident: draft until closed, and closed only with a prevent-recurrence action item."""
+
+action_items = sa.Table(
+    "action_items",
+    metadata,
+    _key("id"),
+    _text("incident_source", False),
+    _text("incident_id", False),
+    _text("title", False),
+    _text("owner", False),
+    sa.Column("due", sa.Date, nullable=False),
+    _text("kind", False),
+    _text("status", False),
+    _text("link"),
+    _ts("created_at", False),
+    _ts("done_at"),
+)
+"""A postmortem's action items: prevent-recurrence, mitigate or detect; open until done, ``link`` naming the CI
+gate or test that closes it."""
+
+runbook_ticks = sa.Table(
+    "runbook_ticks",
+    metadata,
+    _key("incident_source"),
+    _key("incident_id"),
+    _key("step"),
+    _ts("ticked_at", False),
+    _text("ticked_by"),
+)
+"""When each step of the on-call runbook was ticked on an incident."""
+
 REPORT_INDEXES: tuple[sa.Index, ...] = (
     sa.Index("ix_pipeline_runs_created_at", pipeline_runs.c.created_at),
     sa.Index("ix_pipeline_runs_pr", pipeline_runs.c.repo, pipeline_runs.c.pr_number),

@@ -65,6 +65,7 @@ from shipscope.store.writer import GroupCommitWriter
 from shipscope.web.auth import authorize, parse_tokens
 from shipscope.web.bodies import read_body
 from shipscope.web.dashboard import asset_routes, dashboard_router
+from shipscope.web.postmortems import postmortem_router
 from shipscope.web.responses import ORJSONResponse
 from shipscope.web.rollbacks import rollback_router
 
@@ -607,6 +608,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     app.include_router(rollback_router(owned_store, settings, require))
+    app.include_router(postmortem_router(owned_store, settings, metrics_config, require))
     app.include_router(asset_routes())
     app.include_router(
         dashboard_router(
