@@ -304,3 +304,48 @@ def test_phone_width_has_no_horizontal_scroll(browser: Browser, server: str) -> 
         _assert_clean(phone.traffic)
     finally:
         phone.page.close()
+
+
+def test_an_incident_page_shows_the_story_the_runbook_and_guards_the_postmortem(session: Session) -> None:
+    listed = httpx.get(f"{session.base}/api/v1/incidents", params={"since": "180d"}, timeout=30).json()["incidents"]
+    incident = next(row for row in listed if row["linked_by"] == "explicit" and row["resolved_at"])
+    _visit(session, "/incidents?since=180d")
+    page = session.page
+    with page.expect_navigation(wait_until="networkidle"):
+        page.locator(f'a[href^="/incidents/{incident["id"]}?"]').first.click()
+    assert page.locator("h1").inner_text() == incident["title"]
+    assert page.locator("#deploy-links tbody tr").first.locator("[data-confidence]").inner_text() == "certain"
+    kinds = page.locator("#timeline tbody tr").evaluate_all("rows => rows.map((row) => row.dataset.kind)")
+    assert kinds.index("deployment") < kinds.index("alert") < kinds.index("incident_opened")
+    assert kinds.index("incident_opened") < kinds.index("incident_resolved")
+
+    # The runbook: ticking a step stamps it, and the next step's box starts there.
+    assert page.locator("#runbook li").count() == 7
+    with page.expect_navigation(wait_until="networkidle"):
+        page.locator('#runbook li[data-step="ack"] button').click()
+    assert "ticked" in page.locator('#runbook li[data-step="ack"]').inner_text()
+
+    # The postmortem: opened from the timeline; closing without a prevent-recurrence item is refused, and says why.
+    with page.expect_navigation(wait_until="networkidle"):
+        page.get_by_role("button", name="Open the postmortem from the timeline").click()
+    with page.expect_navigation(wait_until="networkidle"):
+        page.get_by_role("button", name="Close the postmortem").click()
+    assert "prevent-recurrence" in page.locator("[data-refused]").inner_text()
+    assert [entry.split()[0] for entry in session.traffic.error_responses] == ["422"]
+    assert [error for error in session.traffic.console_errors if "422" not in error] == []
+    session.traffic.error_responses.clear()
+    session.traffic.console_errors.clear()
+
+    form = page.locator("#add-item")
+    form.locator('input[name="title"]').fill("Gate the deploy on the cache-key test")
+    form.locator('input[name="owner"]').fill("ana")
+    form.locator('input[name="due"]').fill("2026-01-05")  # past: overdue
+    form.locator('select[name="kind"]').select_option("prevent-recurrence")
+    with page.expect_navigation(wait_until="networkidle"):
+        form.get_by_role("button", name="Add item").click()
+    assert page.locator("[data-overdue-item]").count() == 1
+    assert "overdue" in page.locator("[data-overdue]").inner_text()
+    with page.expect_navigation(wait_until="networkidle"):
+        page.get_by_role("button", name="Close the postmortem").click()
+    assert page.locator("[data-postmortem-status]").inner_text().startswith("closed")
+    _assert_clean(session.traffic)

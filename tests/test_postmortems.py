@@ -171,3 +171,17 @@ def test_mttr_per_month(client: TestClient) -> None:
     [row] = [row for row in months if row["month"] == month.strftime("%Y-%m")]
     assert row["incidents"] == 2 and row["resolved"] == 2
     assert row["mttr_seconds"] == pytest.approx((50 * 60 + 10 * 60) / 2)
+
+
+def test_the_incident_page_forms_need_a_writing_token(db: str) -> None:
+    settings = Settings(db=db, api_tokens="writer:ingest,read reader:read", alert_interval_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        client.cookies.set("shipscope_token", "reader")
+        assert client.get("/incidents/INC-7").status_code == 200
+        refused = client.post("/incidents/INC-7/runbook/ack", follow_redirects=False)
+        assert refused.status_code == 403
+        client.cookies.set("shipscope_token", "writer")
+        done = client.post("/incidents/INC-7/runbook/ack", data={"by": "ana"}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == "/incidents/INC-7"
+        steps = client.get("/api/v1/incidents/INC-7/runbook", headers={"Authorization": "Bearer reader"}).json()
+        assert steps["steps"][0]["ticked_by"] == "ana"

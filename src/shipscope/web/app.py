@@ -170,6 +170,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         if tokens:
             authorize(tokens, authorization, "read")
 
+    def check_ingest(authorization: str | None) -> None:
+        if tokens:
+            authorize(tokens, authorization, "ingest")
+
     def require(scope: str) -> Callable[[Request], None]:
         def check(request: Request) -> None:
             if tokens:
@@ -617,6 +621,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             {threshold.name: threshold for threshold in thresholds_from_table(settings.thresholds)},
             check_read,
             settings.alert_window,
+            check_ingest,
         )
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from shipscope import __version__
+from shipscope import __version__, postmortems
 from shipscope.alerts import STATE_KEY
 from shipscope.errors import AuthError, NotFound, ShipscopeError
 from shipscope.metrics.common import MetricsConfig
+from shipscope.metrics.incidents import find_incident, incident_timeline
 from shipscope.metrics.listings import FilterOptions, filter_options
 from shipscope.metrics.thresholds import Threshold
 from shipscope.store import Store
 from shipscope.web import pages
-from shipscope.web.format import FILTERS
+from shipscope.web.format import FILTERS, path_segment
 
 STATIC = Path(str(files("shipscope.web") / "static"))
 PLOTLY_BUNDLE = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
@@ -79,6 +81,7 @@ def dashboard_router(
     thresholds: Mapping[str, Threshold],
     authorize_read: Callable[[str | None], None],
     alert_window: str = "7d",
+    authorize_write: Callable[[str | None], None] | None = None,
 ) -> APIRouter:
     """The pages. ``authorize_read`` checks an ``Authorization`` header value for the read scope, as the read API
     does; a browser signs in once at ``/login`` and sends the token in an HttpOnly cookie instead."""
@@ -168,6 +171,89 @@ def dashboard_router(
             return context
 
         return await run_in_threadpool(page, "deployment.html", "/deployments", build, request)
+
+    @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident(request: Request, incident_id: str) -> HTMLResponse:
+        source = request.query_params.get("source") or None
+
+        def build(view: pages.View) -> pages.Context:
+            return pages.incident(store, view, config, incident_id, source)
+
+        return await run_in_threadpool(page, "incident.html", "/incidents", build, request)
+
+    def check_write(request: Request) -> None:
+        if authorize_write is not None:
+            header = request.headers.get("authorization")
+            cookie = request.cookies.get(TOKEN_COOKIE)
+            authorize_write(header if header is not None or cookie is None else f"Bearer {cookie}")
+
+    async def incident_action(
+        request: Request, incident_id: str, act: Callable[[Any, Mapping[str, str]], object]
+    ) -> Response:
+        """A form on the incident page: done, back to the page (303); refused, the page again saying why (422)."""
+        source = request.query_params.get("source") or None
+        form = {key: values[0] for key, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+
+        def run() -> Response:
+            try:
+                check_write(request)
+                found = find_incident(store, incident_id, source, config)
+                if found is None:
+                    raise NotFound(f"no incident with id {incident_id!r}")
+                act(found, form)
+            except ShipscopeError as error:
+                if isinstance(error, AuthError) or error.status == 404:
+                    return _error_page("/incidents", error, request)
+                view = pages.View.from_query(request.query_params)
+                context: dict[str, Any] = {"path": "/incidents", "signed_in": TOKEN_COOKIE in request.cookies}
+                context.update(pages.common(view, options()))
+                context.update(pages.incident(store, view, config, incident_id, source, refused=error.message))
+                return render("incident.html", context, status=error.status)
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"/incidents/{path_segment(incident_id)}{query}", status_code=303)
+
+        return await run_in_threadpool(run)
+
+    @router.post("/incidents/{incident_id}/runbook/{step}")
+    async def tick_step(request: Request, incident_id: str, step: str) -> Response:
+        return await incident_action(
+            request,
+            incident_id,
+            lambda found, form: postmortems.tick(store, found, step, form.get("by") or None, datetime.now(UTC)),
+        )
+
+    @router.post("/incidents/{incident_id}/postmortem")
+    async def open_postmortem(request: Request, incident_id: str) -> Response:
+        def opened(found: Any, form: Mapping[str, str]) -> None:
+            timeline = incident_timeline(store, found.id, found.source, config)
+            assert timeline is not None
+            postmortems.open_postmortem(store, timeline, form.get("summary") or None, datetime.now(UTC))
+
+        return await incident_action(request, incident_id, opened)
+
+    @router.post("/incidents/{incident_id}/postmortem/items")
+    async def add_item(request: Request, incident_id: str) -> Response:
+        return await incident_action(
+            request,
+            incident_id,
+            lambda found, form: postmortems.add_item(store, found.source, found.id, form, datetime.now(UTC)),
+        )
+
+    @router.post("/incidents/{incident_id}/postmortem/items/{item_id}")
+    async def update_item(request: Request, incident_id: str, item_id: str) -> Response:
+        return await incident_action(
+            request,
+            incident_id,
+            lambda found, form: postmortems.update_item(store, item_id, dict(form), datetime.now(UTC)),
+        )
+
+    @router.post("/incidents/{incident_id}/postmortem/close")
+    async def close_postmortem(request: Request, incident_id: str) -> Response:
+        return await incident_action(
+            request,
+            incident_id,
+            lambda found, form: postmortems.close_postmortem(store, found.source, found.id, datetime.now(UTC)),
+        )
 
     @router.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> HTMLResponse:

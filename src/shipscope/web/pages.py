@@ -16,10 +16,12 @@ from urllib.parse import urlencode
 
 import orjson
 
-from shipscope.errors import InputError
+from shipscope import postmortems
+from shipscope.errors import InputError, NotFound
 from shipscope.metrics.common import EARLIEST, Filters, MetricsConfig, Percentiles, Window, monday, teams_members
 from shipscope.metrics.devex import devex_report
 from shipscope.metrics.dora import DEFINITIONS, DoraMetrics, DoraReport, dora_report
+from shipscope.metrics.incidents import incident_timeline
 from shipscope.metrics.listings import (
     DeploymentFilter,
     FilterOptions,
@@ -587,6 +589,27 @@ def incidents(store: Store, view: View, config: MetricsConfig) -> Context:
         x_title="week",
     )
     return {"listing": listing, "weekly_chart": chart}
+
+
+def incident(
+    store: Store, view: View, config: MetricsConfig, incident_id: str, source: str | None, refused: str | None = None
+) -> Context:
+    """One incident: the deploys behind it, the runbook checklist, the postmortem and its items, the timeline."""
+    timeline = incident_timeline(store, incident_id, source, config, definitions=view.definitions)
+    if timeline is None:
+        raise NotFound(f"no incident with id {incident_id!r}" + (f" from {source!r}" if source else ""))
+    found = timeline.incident
+    today = datetime.now(UTC).date()
+    written = postmortems.postmortem(store, found.source, found.id)
+    return {
+        "timeline": timeline,
+        "runbook": postmortems.runbook(store, found),
+        "postmortem": written,
+        "today": today,
+        "overdue": [item for item in (written.items if written else ()) if item.overdue(today)],
+        "item_kinds": postmortems.ITEM_KINDS,
+        "refused": refused,
+    }
 
 
 # ----- developer experience --------------------------------------------------------------------------------------
