@@ -74,6 +74,12 @@ class Settings:
         "Secrets of the PagerDuty v3 webhook subscriptions (X-PagerDuty-Signature), comma-separated. Environment only.",
         secret=True,
     )
+    flag_webhook_secrets: str = _setting(
+        "",
+        "SHIPSCOPE_FLAG_WEBHOOK_SECRETS",
+        "Secrets LaunchDarkly-style flag webhooks sign with (X-LD-Signature), comma-separated. Environment only.",
+        secret=True,
+    )
     api_token: str = _setting(
         "",
         "SHIPSCOPE_TOKEN",

@@ -20,6 +20,8 @@ PARSERS: dict[str, Parser] = {
     "alertmanager": lambda body, headers: webhooks.alertmanager_delivery(body, headers).delivery.events,
     "pagerduty": lambda body, headers: webhooks.pagerduty_delivery(body, headers).delivery.events,
     "opsgenie": lambda body, headers: webhooks.opsgenie_delivery(body, headers).delivery.events,
+    "flags": lambda body, headers: webhooks.flag_delivery(body, headers).delivery.events,
+    "kubernetes": lambda body, headers: webhooks.kubernetes_delivery(body, headers).delivery.events,
     **reports.PARSERS,
 }
 

@@ -18,7 +18,7 @@ import orjson
 
 from shipscope.errors import AuthError, InputError
 from shipscope.events import Event
-from shipscope.ingest import Delivery, alertmanager, github, gitlab, opsgenie, pagerduty
+from shipscope.ingest import Delivery, alertmanager, flags, github, gitlab, kubernetes, opsgenie, pagerduty
 
 GITHUB_EVENT = "X-GitHub-Event"
 GITLAB_EVENT = "X-Gitlab-Event"
@@ -139,3 +139,26 @@ def opsgenie_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDeliver
     events = opsgenie.parse_delivery(payload)
     delivery = Delivery(opsgenie.SOURCE, body_digest(body), "opsgenie", body, tuple(events))
     return WebhookDelivery(delivery, opsgenie.action_of(payload), True)
+
+
+SERVICE_HEADER = "X-Shipscope-Service"
+"""Journaled with flag and Kubernetes deliveries: the ``?service=`` their webhook URL named, for reprocessing."""
+
+
+def flag_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDelivery:
+    payload = json_object(body, "flag audit webhook")
+    service = _header(headers, SERVICE_HEADER)
+    events = flags.parse_delivery(payload, service)
+    delivery_id = str(payload.get("_id") or body_digest(body))
+    kept = {SERVICE_HEADER: service} if service else {}
+    delivery = Delivery(flags.SOURCE, delivery_id, "flags", body, tuple(events), kept)
+    return WebhookDelivery(delivery, str(payload.get("kind") or "flag"), bool(events))
+
+
+def kubernetes_delivery(body: bytes, headers: Mapping[str, str]) -> WebhookDelivery:
+    payload = json_object(body, "Kubernetes event")
+    service = _header(headers, SERVICE_HEADER)
+    events = kubernetes.parse_delivery(payload, service)
+    kept = {SERVICE_HEADER: service} if service else {}
+    delivery = Delivery(kubernetes.SOURCE, kubernetes.delivery_id(payload), "kubernetes", body, tuple(events), kept)
+    return WebhookDelivery(delivery, "event", True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +30,7 @@ from shipscope.errors import AuthError, InputError, NotFound, ShipscopeError, Un
 from shipscope.exporters.otel import LiveTraceExporter
 from shipscope.exporters.prometheus import ExporterConfig, StoreCollector, metrics_registry
 from shipscope.ingest import Delivery, IngestReport, Rejection
+from shipscope.ingest.flags import verify_signature as verify_flag_signature
 from shipscope.ingest.generic import body_records, read_records
 from shipscope.ingest.otlp import KIND as OTLP_TRACES
 from shipscope.ingest.otlp import otlp_response, parse_otlp_traces
@@ -37,11 +38,14 @@ from shipscope.ingest.pagerduty import verify_signature as verify_pagerduty_sign
 from shipscope.ingest.registry import decode
 from shipscope.ingest.reports import report_delivery
 from shipscope.ingest.webhooks import (
+    SERVICE_HEADER,
     WebhookDelivery,
     alertmanager_delivery,
+    flag_delivery,
     github_delivery,
     gitlab_delivery,
     json_object,
+    kubernetes_delivery,
     opsgenie_delivery,
     pagerduty_delivery,
     verify_github_signature,
@@ -265,6 +269,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     github_secrets = _listed(settings.github_webhook_secrets)
     gitlab_tokens = _listed(settings.gitlab_webhook_tokens)
     pagerduty_secrets = _listed(settings.pagerduty_webhook_secrets)
+    flag_secrets = _listed(settings.flag_webhook_secrets)
 
     async def _journal_rejection(request: Request, source: str, error: ShipscopeError, body: bytes) -> None:
         """What was refused leaves a trace, and nothing else, in the database."""
@@ -387,6 +392,33 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 raise AuthError("PagerDuty webhooks need SHIPSCOPE_PAGERDUTY_WEBHOOK_SECRETS with API tokens set")
 
         return await _accept_webhook(request, "pagerduty", verify, pagerduty_delivery)
+
+    def with_service(read: Callable[[bytes, Mapping[str, str]], WebhookDelivery], request: Request) -> Any:
+        """The ``?service=`` of a webhook URL, for payloads that name no service (flags, cluster events)."""
+        service = request.query_params.get("service", "").strip()
+        return lambda body, headers: read(body, {**headers, SERVICE_HEADER.lower(): service} if service else headers)
+
+    @app.post("/webhooks/flags", tags=["webhooks"], responses=webhook_responses)
+    async def flag_webhook(request: Request) -> Response:
+        """LaunchDarkly-style flag audit webhooks: each flag change is a flag_toggle on the timeline of `?service=`
+        (or the flag's service:NAME tag). Checked against X-LD-Signature when SHIPSCOPE_FLAG_WEBHOOK_SECRETS is set;
+        otherwise, with API tokens configured, an ingest token is needed."""
+
+        def verify(body: bytes) -> None:
+            if flag_secrets:
+                verify_flag_signature(body, request.headers.get("x-ld-signature"), flag_secrets)
+            elif tokens:
+                authorize(tokens, request.headers.get("authorization"), "ingest")
+
+        return await _accept_webhook(request, "flags", verify, with_service(flag_delivery, request))
+
+    @app.post("/webhooks/kubernetes", tags=["webhooks"], responses=webhook_responses)
+    async def kubernetes_webhook(request: Request) -> Response:
+        """Kubernetes Event objects (an event exporter's webhook sink): infra entries on the timeline of `?service=`
+        or of the object's app label. With API tokens configured, send an ingest token."""
+        return await _accept_webhook(
+            request, "kubernetes", ingest_token(request), with_service(kubernetes_delivery, request)
+        )
 
     @app.post("/webhooks/opsgenie", tags=["webhooks"], responses=webhook_responses)
     async def opsgenie_webhook(request: Request) -> Response:
