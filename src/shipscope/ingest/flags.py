@@ -9,8 +9,6 @@ else none (the change then shows on every service's timeline).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -18,6 +16,7 @@ from typing import Any, Final
 from shipscope.errors import AuthError, InputError
 from shipscope.events import Event, TimelineEvent, timeline_details
 from shipscope.ingest.payload import Node
+from shipscope.ingest.signatures import hmac_sha256_matches
 
 SOURCE: Final = "flags"
 SIGNATURE_HEADER: Final = "X-LD-Signature"
@@ -26,11 +25,7 @@ SIGNATURE_HEADER: Final = "X-LD-Signature"
 def verify_signature(body: bytes, signature: str | None, secrets: Sequence[str]) -> None:
     if not signature:
         raise AuthError(f"missing {SIGNATURE_HEADER} header: a flag webhook secret is configured")
-    matched = False
-    for secret in secrets:
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(expected, signature.strip().lower())
-    if not matched:
+    if not hmac_sha256_matches(body, [signature], secrets):
         raise AuthError(f"{SIGNATURE_HEADER} does not match the body under any configured secret")
 
 

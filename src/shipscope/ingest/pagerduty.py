@@ -13,14 +13,13 @@ idempotency key.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from shipscope.errors import AuthError
 from shipscope.events import Event, Incident, TimelineEvent, timeline_details
 from shipscope.ingest.payload import Node
+from shipscope.ingest.signatures import hmac_sha256_matches
 
 SOURCE: Final = "pagerduty"
 SIGNATURE_HEADER: Final = "X-PagerDuty-Signature"
@@ -33,12 +32,7 @@ def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) ->
     presented = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=")]
     if not presented:
         raise AuthError(f"{SIGNATURE_HEADER} has no v1= signature")
-    matched = False
-    for secret in secrets:
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        for signature in presented:
-            matched |= hmac.compare_digest(expected, signature.lower())
-    if not matched:
+    if not hmac_sha256_matches(body, presented, secrets):
         raise AuthError(f"{SIGNATURE_HEADER} does not match the body under any configured secret")
 
 

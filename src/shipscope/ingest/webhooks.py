@@ -19,6 +19,7 @@ import orjson
 from shipscope.errors import AuthError, InputError
 from shipscope.events import Event
 from shipscope.ingest import Delivery, alertmanager, flags, github, gitlab, kubernetes, opsgenie, pagerduty
+from shipscope.ingest.signatures import hmac_sha256_matches
 
 GITHUB_EVENT = "X-GitHub-Event"
 GITLAB_EVENT = "X-Gitlab-Event"
@@ -54,11 +55,7 @@ def verify_github_signature(body: bytes, signature: str | None, secrets: Sequenc
     scheme, _, presented = signature.partition("=")
     if scheme != "sha256" or not presented:
         raise AuthError("X-Hub-Signature-256 must be sha256=<hex digest>")
-    matched = False
-    for secret in secrets:
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(expected, presented.strip().lower())
-    if not matched:
+    if not hmac_sha256_matches(body, [presented], secrets):
         raise AuthError("X-Hub-Signature-256 does not match the body under any configured secret")
 
 
