@@ -163,6 +163,9 @@ class Change(_Event):
     pr_number: Int32 | None = None
     message: str | None = None
     deployment_id: str | None = None
+    parents: list[NonEmpty] | None = None
+    """The parent commits' shas, when the history is known (``shipscope git import``): lead time then counts every
+    commit a deploy adds to the previous one, as ``git rev-list PREV..THIS`` lists them."""
 
 
 class PullRequest(_Event):

@@ -19,7 +19,7 @@ from shipscope.errors import InputError
 SOURCE = "git"
 _FIELD = "\x1f"
 _RECORD = "\x1e"
-_FORMAT = _FIELD.join(("%H", "%an", "%aI", "%cI", "%B")) + _RECORD
+_FORMAT = _FIELD.join(("%H", "%P", "%an", "%aI", "%cI", "%B")) + _RECORD
 _PR_PATTERNS = (
     re.compile(r"^Merge pull request #(\d+) from "),
     re.compile(r"\(#(\d+)\)\s*$", re.MULTILINE),
@@ -37,7 +37,7 @@ def pr_number(message: str) -> int | None:
 
 
 def _git_log(path: Path, since: datetime | None) -> Iterator[str]:
-    command = ["git", "-C", str(path), "log", f"--format={_FORMAT}", "--no-color"]
+    command = ["git", "-C", str(path), "log", "--branches", "--tags", "HEAD", f"--format={_FORMAT}", "--no-color"]
     if since is not None:
         command.append(f"--since={since.isoformat()}")
     try:
@@ -58,14 +58,15 @@ def _git_log(path: Path, since: datetime | None) -> Iterator[str]:
 
 
 def change_events(path: Path, repo: str, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Canonical `change` events, newest first, for every commit reachable from HEAD of the clone at ``path``."""
+    """Canonical `change` events, newest first, for every commit reachable from any branch or tag of the clone at
+    ``path`` (a release branch's commits ship too), each with its parents."""
     if not (path / ".git").exists() and not (path / "HEAD").exists():
         raise InputError(f"{path} is not a git clone")
     for record in _git_log(path, since):
         record = record.lstrip("\n")
         if not record:
             continue
-        sha, author, authored_at, committed_at, message = record.split(_FIELD, 4)
+        sha, parents, author, authored_at, committed_at, message = record.split(_FIELD, 5)
         event: dict[str, Any] = {
             "type": "change",
             "source": SOURCE,
@@ -75,6 +76,8 @@ def change_events(path: Path, repo: str, *, since: datetime | None = None) -> It
             "authored_at": authored_at,
             "committed_at": committed_at,
             "message": message.strip()[:4000] or None,
+            # With the parents, lead time follows the history: a deploy ships every commit since the previous one.
+            "parents": parents.split(),
         }
         number = pr_number(message)
         if number is not None:

@@ -25,10 +25,12 @@ Definitions of the ``shipscope`` preset (``SHIPSCOPE``), where DESIGN.md left a 
   per_month = deployments × 30.44 ÷ days; deployment_days = distinct UTC dates with a counted deploy. Tier cut-offs
   (DORA 2023), on per_day: elite ≥ 1 (on demand: at least daily on average), high ≥ 1/7 (at least weekly), medium
   ≥ 1/30.44 (at least monthly), low below. Comparisons allow a relative 1e-9, so 4 deploys in 28 days is weekly.
-- Lead time: a deployment ships the changes whose ``deployment_id`` names it; when no change names it, the changes
-  without a ``deployment_id`` whose sha equals its sha (each such change goes to the earliest production deploy of
-  that sha in each service). Only deployments with an earlier successful production deploy of the service (which
-  may lie before the window) have measured changes. Lead time = ``finished_at −`` the change's start: the earliest
+- Lead time: a deployment ships the changes whose ``deployment_id`` names it; when no change names it and its
+  commit's history is stored (changes with ``parents``, from ``shipscope git import``), the commits of
+  ``PREV..THIS`` as ``git rev-list`` lists them, PREV being the service's previous successful production deploy;
+  otherwise the changes without a ``deployment_id`` whose sha equals its sha (each such change goes to the earliest
+  production deploy of that sha in each service). Only deployments with an earlier successful production deploy
+  of the service (which may lie before the window) have measured changes. Lead time = ``finished_at −`` the change's start: the earliest
   ``authored_at`` among the changes of its pull request in the same repository, or its own ``authored_at``. A
   change counts once per service, and once overall (at its earliest deploy). Median and p95 are exact
   (``percentile_cont`` interpolation). Tier on the median: elite < 1 day, high < 1 week, medium < 30 days, low.
@@ -640,6 +642,38 @@ class _Incident:
     caused_by: str | None
 
 
+@dataclass
+class _History:
+    """The commits of the deployed repositories that carry their parents (``shipscope git import``), and per service
+    the sha of its last successful production deploy before the loaded stretch."""
+
+    parents: dict[str, tuple[str, ...]]
+    commits: dict[str, _Change]
+    """The commits naming no deployment, which a deploy ships by the graph."""
+    earlier_sha: dict[str, str]
+    _ancestors: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def ancestors(self, sha: str) -> frozenset[str]:
+        """``sha`` and every commit reachable from it (what ``git rev-list SHA`` lists, as far as it is stored)."""
+        known = self._ancestors.get(sha)
+        if known is None:
+            seen: set[str] = set()
+            pending = [sha]
+            while pending:
+                commit = pending.pop()
+                if commit in seen:
+                    continue
+                seen.add(commit)
+                pending.extend(self.parents.get(commit, ()))
+            known = self._ancestors[sha] = frozenset(seen)
+        return known
+
+    def between(self, previous: str, sha: str) -> list[_Change]:
+        """The commits of ``previous..sha``: reachable from this deploy's commit and not from the previous one's."""
+        before = self.ancestors(previous)
+        return [self.commits[commit] for commit in self.ancestors(sha) - before if commit in self.commits]
+
+
 @dataclass(frozen=True)
 class _Data:
     deploys: list[_Deploy]
@@ -650,6 +684,8 @@ class _Data:
     """The incidents that may mark a deployment failed."""
     recovery_incidents: list[_Incident] = field(default_factory=list)
     """With incident samples (``recovery_samples``): the incidents in scope opened or resolved in the window."""
+    history: _History | None = None
+    """The commit graph of the deployed repositories, when their changes carry parents."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -747,8 +783,66 @@ def _load(
     elif definitions.recovery_samples == "incidents_resolved":
         resolved = sa.and_(in_window(_incidents.c.resolved_at, window), *incident_scope)
         recovery_incidents = _load_incidents(store, resolved, definitions)
-    deploys = _load_deploys(store, scope, window.since - definitions.failure_horizon)
-    return _Data(deploys, changes, hotfix_prs, incidents, recovery_incidents)
+    cutoff = window.since - definitions.failure_horizon
+    deploys = _load_deploys(store, scope, cutoff)
+    history = _load_history(store, scope, recent, cutoff)
+    return _Data(deploys, changes, hotfix_prs, incidents, recovery_incidents, history)
+
+
+def _load_history(
+    store: Store, scope: Sequence[sa.ColumnElement[bool]], recent: sa.Select[Any], cutoff: datetime
+) -> _History | None:
+    """The commit graph of the repositories whose commits the recent deploys shipped, when their changes carry
+    parents; None otherwise (webhook and API changes do not, and lead time then matches deploys by sha)."""
+    deployed_repos = (
+        sa.select(_changes.c.repo).where(_changes.c.sha.in_(recent.with_only_columns(_deployments.c.sha))).distinct()
+    )
+    rows = store.query_rows(
+        sa.select(
+            _changes.c.repo,
+            _changes.c.sha,
+            _changes.c.parents,
+            _changes.c.pr_number,
+            _changes.c.message,
+            _changes.c.deployment_id,
+            _naive_utc(_changes.c.authored_at),
+        ).where(_changes.c.parents.is_not(None), _changes.c.repo.in_(deployed_repos))
+    )
+    if not rows:
+        return None
+    first: dict[tuple[str, int], datetime] = {}
+    for row in rows:
+        if row[3] is not None:
+            authored = _aware(row[6])
+            key = (row[0], row[3])
+            first[key] = min(first.get(key, authored), authored)
+    parents: dict[str, tuple[str, ...]] = {}
+    commits: dict[str, _Change] = {}
+    for repo, sha, listed, number, message, deployment_id, authored_at in rows:
+        parents[sha] = tuple(orjson.loads(listed))
+        if deployment_id is None:
+            authored = _aware(authored_at)
+            started = first.get((repo, number), authored) if number is not None else authored
+            revert = message if message and _REVERT_MARK in message else None
+            commits[sha] = _Change(repo, sha, number, revert, None, started, authored)
+    last_before = (
+        sa.select(_deployments.c.service, sa.func.max(_deployments.c.finished_at).label("finished_at"))
+        .where(*scope, _deployments.c.status == "success", _deployments.c.finished_at < cutoff)
+        .group_by(_deployments.c.service)
+        .subquery("last_before")
+    )
+    earlier = store.query_rows(
+        sa.select(_deployments.c.service, _deployments.c.sha)
+        .join(
+            last_before,
+            sa.and_(
+                _deployments.c.service == last_before.c.service,
+                _deployments.c.finished_at == last_before.c.finished_at,
+            ),
+        )
+        .where(*scope, _deployments.c.status == "success")
+    )
+    return _History(parents, commits, {service: sha for service, sha in earlier})
 
 
 def _load_deploys(store: Store, scope: Sequence[sa.ColumnElement[bool]], cutoff: datetime) -> list[_Deploy]:
@@ -1039,7 +1133,7 @@ class _Timeline:
             per_stream[(deploy.service, deploy.environment)].append(deploy)
             by_id[deploy.id].append(deploy)
         counted = {deploy: _Outcome(deploy) for deploy in good if window.since <= deploy.finished_at < window.until}
-        shipped = _shipped_changes(good, by_id, data.changes)
+        shipped = _shipped_changes(good, by_id, data.changes, data.history)
         for deploy, outcome in counted.items():
             outcome.shipped = shipped.get(deploy, [])
         for deploys in per_service.values():
@@ -1167,10 +1261,11 @@ def _incidents_of(
 
 
 def _shipped_changes(
-    good: list[_Deploy], by_id: Mapping[str, list[_Deploy]], changes: list[_Change]
+    good: list[_Deploy], by_id: Mapping[str, list[_Deploy]], changes: list[_Change], history: _History | None
 ) -> dict[_Deploy, list[_Change]]:
-    """The changes each successful production deployment shipped: those naming it, or when none does, those
-    naming no deployment whose sha is its sha (at the service's earliest deploy of that sha)."""
+    """The changes each successful production deployment shipped: those naming it, or when none does, the commits
+    between the service's previous deploy and it when the history is known (``git rev-list PREV..THIS``), else
+    those naming no deployment whose sha is its sha (at the service's earliest deploy of that sha)."""
     shipped: dict[_Deploy, list[_Change]] = defaultdict(list)
     unlinked: list[_Change] = []
     for change in changes:
@@ -1188,9 +1283,20 @@ def _shipped_changes(
     for (_, sha), deploy in first_of_sha.items():
         if deploy not in named:
             by_sha[sha].append(deploy)
+    by_graph: set[_Deploy] = set()
+    if history is not None:
+        previous: dict[str, str] = dict(history.earlier_sha)
+        for deploy in good:
+            before = previous.get(deploy.service)
+            previous[deploy.service] = deploy.sha
+            if deploy in named or before is None or deploy.sha not in history.parents:
+                continue
+            by_graph.add(deploy)
+            shipped[deploy].extend(history.between(before, deploy.sha))
     for change in unlinked:
         for deploy in by_sha.get(change.sha, ()):
-            shipped[deploy].append(change)
+            if deploy not in by_graph:
+                shipped[deploy].append(change)
     return shipped
 
 

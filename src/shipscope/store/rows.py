@@ -16,7 +16,7 @@ from shipscope.store import schema
 
 _RUN_RANK = {"queued": 0, "in_progress": 1, "success": 2, "failure": 2, "cancelled": 2, "skipped": 2}
 _DEPLOYMENT_RANK = {"in_progress": 0, "success": 1, "failure": 1, "cancelled": 1}
-_JSON_COLUMNS = frozenset({"runner", "labels"})
+_JSON_COLUMNS = frozenset({"runner", "labels", "parents"})
 
 
 class StageMatcher:

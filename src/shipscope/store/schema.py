@@ -199,6 +199,7 @@ changes = sa.Table(
     sa.Column("pr_number", sa.Integer),
     _text("message"),
     _text("deployment_id"),
+    _text("parents"),
     _rank(),
 )
 
