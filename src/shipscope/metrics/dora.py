@@ -33,8 +33,8 @@ Definitions of the ``shipscope`` preset (``SHIPSCOPE``), where DESIGN.md left a 
   of the service (which may lie before the window) have measured changes. Lead time = ``finished_at −`` the
   change's start: the earliest ``authored_at`` among the changes of its pull request in the same repository, or its
   own ``authored_at``. A change counts once per service, and once overall (at its earliest deploy). Median and p95
-  are exact
-  (``percentile_cont`` interpolation). Tier on the median: elite < 1 day, high < 1 week, medium < 30 days, low.
+  are exact (``percentile_cont`` interpolation). Tier on the median: elite < 1 day, high < 1 week, medium < 30
+  days, low.
 - Change failure rate = failed ÷ counted deployments. Signals, each named in ``failure_signals``:
   ``rollback``: a deployment with ``rollback_of`` naming this one (any time later), or a ``kind=rollback``
   deployment (any status) of the same stream whose immediate predecessor this is, finishing within 24 h of it.
