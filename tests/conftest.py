@@ -122,6 +122,9 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests that use the database run once per backend."""
+    """Tests that use the database run once per backend (or per backend of their ``backends`` mark: two server
+    processes on one database need PostgreSQL)."""
     if "db_url" in metafunc.fixturenames:
-        metafunc.parametrize("db_url", BACKENDS, indirect=True)
+        chosen = metafunc.definition.get_closest_marker("backends")
+        names = [name for name in BACKENDS if chosen is None or name in chosen.args]
+        metafunc.parametrize("db_url", names, indirect=True)

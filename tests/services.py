@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -200,3 +201,40 @@ def alertmanager(directory: Path, webhook_url: str, token: str | None = None) ->
     base = f"http://127.0.0.1:{port}"
     with process(command, f"{base}/-/ready", directory / f"alertmanager-{port}.log"):
         yield base
+
+
+class Server:
+    """``shipscope serve`` that can be killed and started again on the same port and database (the crash and
+    replica tests)."""
+
+    def __init__(self, db_url: str, directory: Path) -> None:
+        self.db_url = db_url
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = directory / f"serve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "shipscope", "serve", "--db", self.db_url, "--port", str(self.port)]
+        environment = {**os.environ, "SHIPSCOPE_ALERT_INTERVAL_SECONDS": "0"}
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+
+        def answering() -> bool:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(answering, "shipscope serve answering", timeout=60, log=self.log)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)

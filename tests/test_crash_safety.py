@@ -5,11 +5,7 @@ and one row each, nothing lost to a kill and nothing doubled by a retry."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,48 +18,12 @@ import pytest
 
 from shipscope.store import Store, schema
 from tests.factories import deployment
-from tests.services import free_port, wait_until
+from tests.services import Server
 
 KILLS = 5
 SENDERS = 4
 
 pytestmark = pytest.mark.slow
-
-
-class Server:
-    """``shipscope serve`` that can be killed and started again on the same port and database."""
-
-    def __init__(self, db_url: str, directory: Path) -> None:
-        self.db_url = db_url
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = directory / "serve.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "shipscope", "serve", "--db", self.db_url, "--port", str(self.port)]
-        environment = {**os.environ, "SHIPSCOPE_ALERT_INTERVAL_SECONDS": "0"}
-        with self.log.open("ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
-
-        def answering() -> bool:
-            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(answering, "shipscope serve answering", timeout=60, log=self.log)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture
