@@ -207,8 +207,9 @@ class Server:
     """``shipscope serve`` that can be killed and started again on the same port and database (the crash and
     replica tests)."""
 
-    def __init__(self, db_url: str, directory: Path) -> None:
+    def __init__(self, db_url: str, directory: Path, env: Mapping[str, str] | None = None) -> None:
         self.db_url = db_url
+        self.env = dict(env or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = directory / f"serve-{self.port}.log"
@@ -216,7 +217,7 @@ class Server:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "shipscope", "serve", "--db", self.db_url, "--port", str(self.port)]
-        environment = {**os.environ, "SHIPSCOPE_ALERT_INTERVAL_SECONDS": "0"}
+        environment = {**os.environ, "SHIPSCOPE_ALERT_INTERVAL_SECONDS": "0", **self.env}
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
 
