@@ -185,3 +185,18 @@ def test_the_incident_page_forms_need_a_writing_token(db: str) -> None:
         assert done.status_code == 303 and done.headers["location"] == "/incidents/INC-7"
         steps = client.get("/api/v1/incidents/INC-7/runbook", headers={"Authorization": "Bearer reader"}).json()
         assert steps["steps"][0]["ticked_by"] == "ana"
+
+
+def test_a_cross_site_form_post_is_refused(client: TestClient) -> None:
+    evil = client.post(
+        "/incidents/INC-7/runbook/ack", headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert evil.status_code == 403 and "not from this dashboard" in evil.text
+    login = client.post("/login", data={"token": "x"}, headers={"Referer": "https://evil.example/page"})
+    assert login.status_code == 403
+    assert client.get("/api/v1/incidents/INC-7/runbook").json()["steps"][0]["ticked_at"] is None
+    ours = client.post("/incidents/INC-7/runbook/ack", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert ours.status_code == 303
+    page = client.get("/incidents/INC-7")
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Referrer-Policy"] == "same-origin"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]

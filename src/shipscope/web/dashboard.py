@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shipscope import __version__, postmortems
 from shipscope.alerts import STATE_KEY
-from shipscope.errors import AuthError, NotFound, ShipscopeError
+from shipscope.errors import AuthError, Forbidden, NotFound, ShipscopeError
 from shipscope.metrics.common import MetricsConfig
 from shipscope.metrics.incidents import find_incident, incident_timeline
 from shipscope.metrics.listings import FilterOptions, filter_options
@@ -67,7 +67,20 @@ def render(template: str, context: Mapping[str, Any], status: int = 200) -> HTML
     response = HTMLResponse(_templates.get_template(template).render(context), status_code=status)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
+
+
+def same_origin(request: Request) -> None:
+    """A form post must come from a page of this server (CSRF): the browser's Origin, or failing that its Referer,
+    names this host. The cookie is SameSite=strict as well; this holds for browsers and proxies that drop it."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None or sent == "null":
+        return  # not a browser (curl, a script with a token): nothing cross-site to forge
+    expected = f"{request.url.scheme}://{request.url.netloc}"
+    if sent != expected and not sent.startswith(expected + "/"):
+        raise Forbidden(f"a form post from {sent.split('?')[0]} is not from this dashboard ({expected})")
 
 
 TOKEN_COOKIE = "shipscope_token"
@@ -196,6 +209,7 @@ def dashboard_router(
 
         def run() -> Response:
             try:
+                same_origin(request)
                 check_write(request)
                 found = find_incident(store, incident_id, source, config)
                 if found is None:
@@ -265,6 +279,7 @@ def dashboard_router(
         token = (form.get("token") or [""])[0].strip()
         target = _local((form.get("next") or ["/"])[0])
         try:
+            same_origin(request)
             authorize_read(f"Bearer {token}")
         except ShipscopeError as error:
             context = {"path": "/login", "next": target, "error": error.message}
