@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from shipscope.cli.main import app
@@ -274,3 +275,29 @@ def test_pagerduty_change_events_are_for_production_deploys_only(vendors: Vendor
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["vendors"] == []
     assert vendors.received == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://[fe80::1]:8080/hook",
+        "http://[::ffff:169.254.169.254]/",
+    ],
+)
+def test_a_marker_url_on_a_link_local_or_metadata_address_is_refused(url: str, tmp_path: Path) -> None:
+    env = {"SHIPSCOPE_MARKER_WEBHOOK_URL": url}
+    code, document, text = _mark(env, f"duckdb:///{tmp_path / 'ssrf.duckdb'}")
+    assert code == 0 and document is not None and document["failed"] == ["webhook"]
+    [step] = document["vendors"][0]["steps"]
+    assert step["attempts"] == 0 and "refused" in step["detail"] and "OUTBOUND_ALLOW_LINK_LOCAL" in step["detail"]
+
+
+def test_link_local_destinations_can_be_allowed() -> None:
+    from shipscope.integrations.http import forbidden_destination
+
+    assert forbidden_destination("http://169.254.169.254/", allow_link_local=True) is None
+    assert forbidden_destination("http://127.0.0.1:9/", allow_link_local=False) is None  # loopback stays allowed
+    assert forbidden_destination("http://10.0.0.5/", allow_link_local=False) is None  # so do private networks
+    assert "only http and https" in (forbidden_destination("file:///etc/passwd", allow_link_local=False) or "")

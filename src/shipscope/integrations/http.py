@@ -7,7 +7,10 @@ remote side: the outcome says what happened.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +100,43 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{port}"
 
 
+ALLOW_LINK_LOCAL = "SHIPSCOPE_OUTBOUND_ALLOW_LINK_LOCAL"
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+
+
+def forbidden_destination(url: str, *, allow_link_local: bool | None = None) -> str | None:
+    """Why an outbound URL may not be called, or None. Link-local and cloud metadata addresses (169.254.0.0/16 with
+    169.254.169.254, fe80::/10, fd00:ec2::254) are refused unless ``SHIPSCOPE_OUTBOUND_ALLOW_LINK_LOCAL=true``: a
+    configured webhook URL must not become a way to read the machine's cloud credentials. Loopback and private
+    addresses stay allowed (an on-premises Grafana, a test server)."""
+    allowed = (
+        os.environ.get(ALLOW_LINK_LOCAL, "").strip().lower() in ("1", "true", "yes")
+        if allow_link_local is None
+        else allow_link_local
+    )
+    if allowed:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return f"{where(url)} is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return f"{where(url)}: only http and https are called"
+    if host.lower() in _METADATA_HOSTS:
+        return f"{where(url)} is a cloud metadata service (set {ALLOW_LINK_LOCAL}=true to allow)"
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        return None  # unresolvable: the request itself fails and says so
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        if (mapped or ip).is_link_local or ip == ipaddress.ip_address("fd00:ec2::254"):
+            return f"{where(url)} resolves to the link-local address {address} (set {ALLOW_LINK_LOCAL}=true to allow)"
+    return None
+
+
 def send(
     client: httpx.Client,
     request: OutboundRequest,
@@ -106,6 +146,9 @@ def send(
     sleep: Sleep = time.sleep,
 ) -> Outcome:
     """Sends ``request``: up to ``retries`` more attempts after a 429, a 5xx, a timeout or a connection error."""
+    refused = forbidden_destination(request.url)
+    if refused is not None:
+        return Outcome(request.vendor, request.what, False, 0, None, f"refused: {refused}")
     problem = "not attempted"
     status: int | None = None
     attempts = 0
