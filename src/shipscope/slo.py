@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from shipscope.errors import InputError
+from shipscope.yamlfiles import load_yaml_file
 
 Severity = Literal["page", "ticket"]
 
@@ -141,12 +140,7 @@ def parse_slo(spec: Any, where: str = "") -> Slo:
 
 def load_slos(path: Path) -> list[Slo]:
     """The SLOs of a spec file; errors name the file, the SLO's position and the key."""
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InputError(f"{path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not YAML: {error}") from None
+    document = load_yaml_file(path)
     items: Sequence[Any]
     if isinstance(document, Mapping) and "slos" in document:
         items = document["slos"] or []

@@ -35,11 +35,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from shipscope.deploy.expr import ExpressionError, compile_condition, evaluate
 from shipscope.errors import InputError, ShipscopeError
 from shipscope.integrations.prometheus import instant_query
+from shipscope.yamlfiles import load_yaml_file_documents
 
 Phase = Literal["Successful", "Failed", "Inconclusive", "Error"]
 EXIT_CODES: Mapping[Phase, int] = {"Successful": 0, "Failed": 1, "Inconclusive": 2, "Error": 3}
@@ -103,12 +102,7 @@ class Template:
 
 
 def _documents(path: Path) -> list[Any]:
-    try:
-        return [document for document in yaml.safe_load_all(path.read_text()) if document is not None]
-    except OSError as error:
-        raise InputError(f"{path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not YAML: {error}") from None
+    return load_yaml_file_documents(path)
 
 
 def _substitute(value: Any, args: Mapping[str, str], where: str) -> Any:

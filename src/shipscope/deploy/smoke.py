@@ -38,11 +38,11 @@ from typing import Any
 
 import httpx
 import orjson
-import yaml
 
 from shipscope.deploy.analysis import parse_duration
 from shipscope.deploy.rollback import RollbackOptions
 from shipscope.errors import InputError
+from shipscope.yamlfiles import load_yaml_file
 
 DEFAULT_TIME_BOX = 300.0
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -234,13 +234,7 @@ def _check(raw: object, defaults: Mapping[str, Any], number: int) -> Check:
 
 
 def load_plan(path: Path, *, time_box: float | None = None) -> SmokePlan:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InputError(f"{path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not YAML: {error}") from None
-    top = _mapping(document, str(path))
+    top = _mapping(load_yaml_file(path), str(path))
     unknown = sorted(set(top) - {"timeout", "defaults", "checks", "rollback"})
     if unknown:
         raise InputError(f"{path}: unknown settings {', '.join(map(str, unknown))}")

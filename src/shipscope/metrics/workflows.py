@@ -80,6 +80,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from shipscope.errors import InputError
 from shipscope.metrics.common import DEFAULT_CONFIG, NO_FILTERS, Filters, MetricsConfig, teams_members
 from shipscope.store import Store, schema
+from shipscope.yamlfiles import BoundedLoader
 
 __all__ = [
     "GITLAB_KEYWORDS",
@@ -138,7 +139,7 @@ class Reference:
     path: tuple[Any, ...]
 
 
-class WorkflowLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]
+class WorkflowLoader(BoundedLoader):
     """A safe loader for CI files: ``!reference`` becomes a ``Reference`` and is counted in ``references``."""
 
     def __init__(self, stream: str) -> None:
@@ -188,6 +189,8 @@ def _read(path: Path) -> _Loaded:
         raise InputError(f"{path}: invalid YAML at {where}: {problem}") from None
     except yaml.YAMLError as error:
         raise InputError(f"{path}: invalid YAML: {error}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read") from None
     finally:
         loader.dispose()
     present = [document for document in documents if document is not None]
