@@ -173,7 +173,10 @@ def _read(path: Path) -> _Loaded:
         raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
-    loader = WorkflowLoader(text)
+    try:
+        loader = WorkflowLoader(text)  # the reader checks the characters here: a control byte is refused at once
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: invalid YAML: {error}") from None
     documents: list[Any] = []
     try:
         # PyYAML's stubs leave check_data untyped.
