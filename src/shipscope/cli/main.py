@@ -643,3 +643,70 @@ def db_current(db: DbOption = None) -> None:
         typer.echo(store.revision() or "none")
     finally:
         store.close()
+
+
+@db_app.command("backup")
+@_reports_errors
+def db_backup(
+    target: Annotated[Path, typer.Argument(help="The new DuckDB file to write the copy to.")],
+    db: DbOption = None,
+) -> None:
+    """A consistent copy of the DuckDB database, taken while it is in use: through the server's API when a server
+    holds the file (the path is then on the server's machine), else directly."""
+    settings = _settings(db)
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    if url is not None:
+        from shipscope.client import ServerClient
+
+        stderr.print(f"{path} is held by the shipscope server at {url}; asking it to back up", highlight=False)
+        client = ServerClient(url, token=settings.api_token)
+        try:
+            client.post_json("/api/v1/admin/backup", {"path": str(target.resolve())})
+        finally:
+            client.close()
+    else:
+        store = Store(settings.db)
+        try:
+            store.backup(target)
+        finally:
+            store.close()
+    stderr.print(f"backed up {settings.db} to {target}", highlight=False)
+
+
+@db_app.command("restore")
+@_reports_errors
+def db_restore(
+    backup: Annotated[Path, typer.Argument(help="A file written by `shipscope db backup`.")],
+    force: Annotated[bool, typer.Option(help="Replace the database file if it exists.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Put a backup in place of the DuckDB database (the server must be stopped), upgraded to this version."""
+    import shutil
+
+    settings = _settings(db)
+    _refuse_if_served(settings, "restore")
+    path = duckdb_path(settings.db)
+    if path is None:
+        raise InputError("restore puts a DuckDB backup in place; restore PostgreSQL with pg_restore")
+    if not backup.is_file():
+        raise InputError(f"{backup}: no such backup file")
+    checked = Store(f"duckdb:///{backup}")
+    try:
+        revision = checked.revision()
+    finally:
+        checked.close()
+    if revision is None:
+        raise InputError(f"{backup} is not a shipscope database (it has no schema revision)")
+    destination = Path(path)
+    if destination.exists() and not force:
+        raise InputError(f"{destination} exists: give --force to replace it")
+    # The replaced file's write-ahead log must not be replayed into the copy.
+    Path(f"{destination}.wal").unlink(missing_ok=True)
+    shutil.copyfile(backup, destination)
+    store = Store(settings.db)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.close()
+    stderr.print(f"restored {backup} to {destination} at revision {after} (was {before})", highlight=False)

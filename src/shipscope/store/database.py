@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -202,6 +203,38 @@ class Store:
     def health(self) -> None:
         with self.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of a DuckDB database into the new file ``target``, taken while the database is in use
+        (one snapshot: ``COPY FROM DATABASE``). PostgreSQL is backed up with its own tools (docs/operations.md)."""
+        if self.dialect != "duckdb":
+            raise StoreError("shipscope backup copies DuckDB databases; back PostgreSQL up with pg_dump or a replica")
+        if target.exists():
+            raise InputError(f"{target} exists: a backup is written to a new file")
+        if not target.parent.is_dir():
+            raise InputError(f"{target.parent} is not a directory")
+        import duckdb  # this is a DuckDB store
+
+        quoted = str(target).replace("'", "''")
+        try:
+            with self.connect() as connection:
+                # Outside SQLAlchemy's transaction: ATTACH and DETACH cannot run inside one, and the copy commits.
+                raw = connection.connection.dbapi_connection
+                assert raw is not None
+                cursor = raw.cursor()
+                try:
+                    cursor.execute("SELECT current_database()")
+                    (source,) = cursor.fetchone() or ("memory",)
+                    cursor.execute(f"ATTACH '{quoted}' AS shipscope_backup")
+                    try:
+                        cursor.execute(f'COPY FROM DATABASE "{source}" TO shipscope_backup')
+                    finally:
+                        cursor.execute("DETACH shipscope_backup")
+                finally:
+                    cursor.close()
+        except duckdb.Error as error:
+            target.unlink(missing_ok=True)
+            raise StoreError(f"the backup to {target} failed: {error}") from None
 
     # ----- writes --------------------------------------------------------------------------------------
 

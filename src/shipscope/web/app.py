@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -522,6 +523,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         report = IngestReport()
         report.count(deliveries, is_new)
         return ORJSONResponse({"ok": True, "new": is_new, **report.to_json()})
+
+    @app.post("/api/v1/admin/backup", tags=["admin"], dependencies=[Depends(require("admin"))])
+    async def backup(request: Request) -> dict[str, Any]:
+        """A consistent copy of the DuckDB database into a new file on this machine: `{"path": "/abs/file.duckdb"}`."""
+        target = json_object(await read_body(request, settings.max_body_bytes), "backup").get("path")
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise InputError('backup: expected {"path": "<absolute path of a new file>"}')
+        await run_in_threadpool(owned_store.backup, Path(target))
+        return {"ok": True, "path": target}
 
     @app.get("/api/v1/cursors/{key:path}", tags=["admin"], dependencies=[Depends(require("admin"))])
     def get_cursor(key: str) -> dict[str, Any]:
