@@ -261,3 +261,24 @@ def test_analyze_gives_postgresql_statistics_after_a_bulk_load(store: Store) -> 
         estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE relname = 'pipeline_runs'")).scalar_one()
     assert analyzed is not None
     assert estimate == 50
+
+
+def test_test_cases_of_matrix_jobs_without_a_job_id_do_not_collide(store: Store) -> None:
+    # `shipscope record` in a GitHub matrix without an API token knows the run but not the job: each matrix job's
+    # report names the same tests under the same run.
+    def case(duration: float, outcome: str) -> dict[str, Any]:
+        return {
+            "type": "test_case",
+            "source": "github",
+            "run_id": "run-9",
+            "suite": "tests",
+            "classname": "tests.test_cart",
+            "name": "test_totals",
+            "duration_seconds": duration,
+            "outcome": outcome,
+        }
+
+    linux, macos = case(0.41, "passed"), case(1.93, "failed")
+    store.ingest([delivery(linux), delivery(macos), delivery(linux)])  # the linux report sent twice
+    rows = store.rows(schema.test_cases)
+    assert sorted((row["duration_seconds"], row["outcome"]) for row in rows) == [(0.41, "passed"), (1.93, "failed")]

@@ -56,6 +56,10 @@ def _test_case_key(row: dict[str, Any]) -> str:
     natural = (row["suite"], row["classname"], row["name"], row["file"], row["attempt"])
     if row["run_id"] is None and row["job_id"] is None:
         return _digest(*natural, row["duration_seconds"], row["outcome"])
+    if row["job_id"] is None:
+        # No job to scope it: the matrix jobs of one run report the same test, so what it measured tells them
+        # apart (a report sent twice is still one event).
+        return _digest(row["run_id"], *natural, row["duration_seconds"], row["outcome"])
     return _digest(row["run_id"], row["job_id"], *natural)
 
 
