@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from shipscope.errors import InputError, NotFound, Refused
+from shipscope.metrics.common import as_aware, iso_utc
 from shipscope.metrics.incidents import IncidentTimeline
 from shipscope.metrics.listings import IncidentRow
 from shipscope.store import Store, schema
@@ -46,14 +47,6 @@ RUNBOOK: Final = (
 _STEPS: Final = {step.key: step for step in RUNBOOK}
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class RunbookState:
     step: RunbookStep
@@ -70,8 +63,8 @@ class RunbookState:
             "key": self.step.key,
             "title": self.step.title,
             "box_minutes": self.step.box.total_seconds() / 60,
-            "due_at": _iso(self.due_at),
-            "ticked_at": _iso(self.ticked_at),
+            "due_at": iso_utc(self.due_at),
+            "ticked_at": iso_utc(self.ticked_at),
             "ticked_by": self.ticked_by,
             "late": self.late,
         }
@@ -105,8 +98,8 @@ class ActionItem:
             "kind": self.kind,
             "status": self.status,
             "link": self.link,
-            "created_at": _iso(self.created_at),
-            "done_at": _iso(self.done_at),
+            "created_at": iso_utc(self.created_at),
+            "done_at": iso_utc(self.done_at),
             "overdue": self.overdue(today or datetime.now(UTC).date()),
         }
 
@@ -139,8 +132,8 @@ class Postmortem:
             "title": self.title,
             "summary": self.summary,
             "status": self.status,
-            "created_at": _iso(self.created_at),
-            "closed_at": _iso(self.closed_at),
+            "created_at": iso_utc(self.created_at),
+            "closed_at": iso_utc(self.closed_at),
             "closable": self.closable is None,
             "why_not_closable": self.closable,
             "timeline_markdown": self.timeline_markdown,
@@ -153,8 +146,7 @@ class Postmortem:
 
 def runbook(store: Store, incident: IncidentRow) -> list[RunbookState]:
     """Each step with the time it is due by (its box after the previous step's tick) and when it was ticked."""
-    ticks = _rows(
-        store,
+    ticks = store.query(
         sa.select(schema.runbook_ticks).where(
             schema.runbook_ticks.c.incident_source == incident.source,
             schema.runbook_ticks.c.incident_id == incident.id,
@@ -165,7 +157,7 @@ def runbook(store: Store, incident: IncidentRow) -> list[RunbookState]:
     since = incident.opened_at
     for step in RUNBOOK:
         row = ticked.get(step.key)
-        at = _aware(row["ticked_at"]) if row else None
+        at = as_aware(row["ticked_at"]) if row else None
         states.append(RunbookState(step, since + step.box, at, row["ticked_by"] if row else None))
         since = at or since + step.box
     return states
@@ -186,8 +178,7 @@ def tick(store: Store, incident: IncidentRow, step: str, by: str | None, at: dat
 
 
 def postmortem(store: Store, incident_source: str, incident_id: str) -> Postmortem | None:
-    found = _rows(
-        store,
+    found = store.query(
         sa.select(schema.postmortems).where(
             schema.postmortems.c.incident_source == incident_source, schema.postmortems.c.incident_id == incident_id
         ),
@@ -207,8 +198,8 @@ def postmortem(store: Store, incident_source: str, incident_id: str) -> Postmort
         row["title"],
         row["summary"],
         row["status"],
-        _aware(row["created_at"]) or datetime.now(UTC),
-        _aware(row["closed_at"]),
+        as_aware(row["created_at"]) or datetime.now(UTC),
+        as_aware(row["closed_at"]),
         row["timeline_markdown"],
         tuple(items),
     )
@@ -330,8 +321,7 @@ def open_items(store: Store, today: date, *, overdue_only: bool = False) -> list
 def mttr_by_month(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per month an incident opened in: the mean of resolved − opened over the incidents resolved, and the count."""
     incidents = schema.incidents
-    rows = _rows(
-        store,
+    rows = store.query(
         sa.select(incidents.c.opened_at, incidents.c.resolved_at).where(
             incidents.c.opened_at >= since, incidents.c.opened_at < until
         ),
@@ -339,11 +329,11 @@ def mttr_by_month(store: Store, since: datetime, until: datetime) -> list[dict[s
     months: dict[str, list[float]] = {}
     opened: dict[str, int] = {}
     for row in rows:
-        start = _aware(row["opened_at"])
+        start = as_aware(row["opened_at"])
         assert start is not None
         month = start.strftime("%Y-%m")
         opened[month] = opened.get(month, 0) + 1
-        end = _aware(row["resolved_at"])
+        end = as_aware(row["resolved_at"])
         if end is not None:
             months.setdefault(month, []).append(max(0.0, (end - start).total_seconds()))
     return [
@@ -360,10 +350,6 @@ def mttr_by_month(store: Store, since: datetime, until: datetime) -> list[dict[s
 # ----- reading ------------------------------------------------------------------------------------------------------
 
 
-def _rows(store: Store, query: sa.Select[Any]) -> list[dict[str, Any]]:
-    return [dict(row) for row in store.query(query)]
-
-
 def _items(store: Store, condition: sa.ColumnElement[bool]) -> list[ActionItem]:
     items = schema.action_items
     query = sa.select(items).where(condition).order_by(items.c.due, items.c.created_at, items.c.id)
@@ -378,10 +364,10 @@ def _items(store: Store, condition: sa.ColumnElement[bool]) -> list[ActionItem]:
             row["kind"],
             row["status"],
             row["link"],
-            _aware(row["created_at"]) or datetime.now(UTC),
-            _aware(row["done_at"]),
+            as_aware(row["created_at"]) or datetime.now(UTC),
+            as_aware(row["done_at"]),
         )
-        for row in _rows(store, query)
+        for row in store.query(query)
     ]
 
 

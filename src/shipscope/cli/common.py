@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from shipscope.config import Settings, load_settings
 from shipscope.errors import InputError, ShipscopeError
-from shipscope.store import Store
+from shipscope.server_state import running_server
+from shipscope.store import Store, duckdb_path
+
+if TYPE_CHECKING:
+    from shipscope.client import ServerClient
 
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -68,3 +72,23 @@ def open_store(settings: Settings) -> Store:
     )
     store.ensure_schema()
     return store
+
+
+def held_by_server(settings: Settings) -> tuple[str, str] | None:
+    """(the DuckDB file, the URL of the running server that holds it), or None: nobody holds it, or PostgreSQL."""
+    path = duckdb_path(settings.db)
+    url = running_server(path) if path else None
+    return (path, url) if path and url else None
+
+
+def server_holding(settings: Settings, doing: str) -> ServerClient | None:
+    """A client of the server that holds the database (saying so, and what the command ``doing`` through it), or
+    None when the command may open the database itself. The caller closes the client."""
+    held = held_by_server(settings)
+    if held is None:
+        return None
+    from shipscope.client import ServerClient  # httpx is only needed on this road
+
+    path, url = held
+    stderr.print(f"{path} is held by the shipscope server at {url}; {doing}", highlight=False)
+    return ServerClient(url, token=settings.api_token)

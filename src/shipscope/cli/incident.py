@@ -11,12 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipscope.cli.common import DbOption, open_store, reports_errors, settings_for, stderr
+from shipscope.cli.common import DbOption, open_store, reports_errors, server_holding, settings_for, stderr
 from shipscope.config import Settings
 from shipscope.errors import NotFound, Refused, RemoteError
 from shipscope.metrics.common import MetricsConfig
-from shipscope.server_state import running_server
-from shipscope.store import duckdb_path
 
 incident_app = typer.Typer(help="Incidents: the deploys behind them and their timeline.", no_args_is_help=True)
 
@@ -34,13 +32,8 @@ def timeline_command(
     """The deploys the incident may follow from (signal and confidence) and everything around it, in order."""
     settings = settings_for(db)
     params = {key: value for key, value in {"source": source, "definitions": definitions}.items() if value}
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    if url is not None:
-        from shipscope.client import ServerClient
-
-        stderr.print(f"{path} is held by the shipscope server at {url}; asking its API", highlight=False)
-        client = ServerClient(url, token=settings.api_token)
+    client = server_holding(settings, "asking its API")
+    if client is not None:
         where = f"/api/v1/incidents/{quote(incident_id, safe='')}/timeline"
         try:
             if markdown:
@@ -101,11 +94,6 @@ def _render(console: Console, document: dict[str, Any]) -> None:
     console.print(items)
 
 
-def _served(settings: Settings) -> str | None:
-    path = duckdb_path(settings.db)
-    return running_server(path) if path else None
-
-
 @incident_app.command("postmortem")
 @reports_errors
 def postmortem_command(
@@ -120,14 +108,11 @@ def postmortem_command(
 ) -> None:
     """Open the incident's postmortem from its timeline (or show it), or close it: exit 1 when closing is refused."""
     settings = settings_for(db)
-    url = _served(settings)
     where = f"/api/v1/incidents/{quote(incident_id, safe='')}/postmortem"
     params = {"source": source} if source else {}
     try:
-        if url is not None:
-            from shipscope.client import ServerClient
-
-            client = ServerClient(url, token=settings.api_token)
+        client = server_holding(settings, "asking its API")
+        if client is not None:
             try:
                 document: dict[str, Any] = client.post_json(
                     where + ("/close" if close else ""), {"summary": summary}, params

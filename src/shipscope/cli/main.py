@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shipscope.cli import exporters
-from shipscope.cli.common import DbOption, stderr
+from shipscope.cli.common import DbOption, held_by_server, server_holding, stderr
 from shipscope.cli.common import open_store as _open_store
 from shipscope.cli.common import reports_errors as _reports_errors
 from shipscope.cli.common import settings_for as _settings
@@ -33,7 +33,6 @@ from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
 from shipscope.ingest import IngestReport, Rejection
 from shipscope.ingest.generic import stream_records
 from shipscope.ingest.registry import decode
-from shipscope.server_state import running_server
 from shipscope.store import Store, duckdb_path
 
 app = typer.Typer(
@@ -65,13 +64,8 @@ class ImportFormat(StrEnum):
 @contextmanager
 def _sink(settings: Settings) -> Iterator[RecordSink]:
     """The store itself, or the API of the running server that owns its DuckDB file (said on stderr)."""
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    if url is not None:
-        stderr.print(f"{path} is held by the shipscope server at {url}; sending through its API", highlight=False)
-        from shipscope.client import ServerClient  # httpx is only needed on this road
-
-        client = ServerClient(url, token=settings.api_token)
+    client = server_holding(settings, "sending through its API")
+    if client is not None:
         try:
             yield ServerSink(client)
         finally:
@@ -86,10 +80,9 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
 
 
 def _refuse_if_served(settings: Settings, action: str) -> None:
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    if url is not None:
-        raise StoreError(f"{path} is held by the shipscope server at {url}", hint=f"stop it, then {action}")
+    held = held_by_server(settings)
+    if held is not None:
+        raise StoreError(f"{held[0]} is held by the shipscope server at {held[1]}", hint=f"stop it, then {action}")
 
 
 def _print_report(report: IngestReport, label: str, as_json: bool) -> None:
@@ -225,8 +218,7 @@ def demo(
         return
     settings = _settings(db)
     if if_empty:
-        path = duckdb_path(settings.db)
-        if path and running_server(path):
+        if held_by_server(settings):
             stderr.print("the database is served by a running server; not loading the demo", highlight=False)
             return
         store = _open_store(settings)
@@ -303,14 +295,8 @@ def _backfill(settings: Settings, label: str, run: Callable[[Any], Iterator[list
     """Journals each page of deliveries as it comes, so the saved cursor never runs ahead of what is stored."""
     from shipscope.ingest.api_client import BudgetExhausted, RateLimited
 
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    target: Any
-    if url is not None:
-        from shipscope.client import ServerClient
-
-        stderr.print(f"{path} is held by the shipscope server at {url}; sending through its API", highlight=False)
-        target = ServerClient(url, token=settings.api_token)
+    target: Any = server_holding(settings, "sending through its API")
+    if target is not None:
         ingest, cursors = target.post_journal, target.cursors
     else:
         target = _open_store(settings)
@@ -513,13 +499,8 @@ def report_command(
         "definitions": definitions,
         "explain": "true" if explain else None,
     }
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    if url is not None:
-        from shipscope.client import ServerClient
-
-        stderr.print(f"{path} is held by the shipscope server at {url}; asking its API", highlight=False)
-        client = ServerClient(url, token=settings.api_token)
+    client = server_holding(settings, "asking its API")
+    if client is not None:
         try:
             report = client.get_json(f"/api/v1/metrics/{kind.value}", {k: v for k, v in params.items() if v})
         finally:
@@ -654,13 +635,8 @@ def db_backup(
     """A consistent copy of the DuckDB database, taken while it is in use: through the server's API when a server
     holds the file (the path is then on the server's machine), else directly."""
     settings = _settings(db)
-    path = duckdb_path(settings.db)
-    url = running_server(path) if path else None
-    if url is not None:
-        from shipscope.client import ServerClient
-
-        stderr.print(f"{path} is held by the shipscope server at {url}; asking it to back up", highlight=False)
-        client = ServerClient(url, token=settings.api_token)
+    client = server_holding(settings, "asking it to back up")
+    if client is not None:
         try:
             client.post_json("/api/v1/admin/backup", {"path": str(target.resolve())})
         finally:

@@ -42,6 +42,7 @@ import orjson
 from shipscope.deploy.analysis import parse_duration
 from shipscope.deploy.rollback import RollbackOptions
 from shipscope.errors import InputError
+from shipscope.integrations.http import masked
 from shipscope.yamlfiles import load_yaml_file
 
 DEFAULT_TIME_BOX = 300.0
@@ -306,12 +307,6 @@ def _problem(check: Check, response: httpx.Response, latency: float) -> str:
     return ""
 
 
-def _masked(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted((value for value in secrets if value), key=len, reverse=True):
-        text = text.replace(secret, "****")
-    return text
-
-
 def run_smoke(
     plan: SmokePlan,
     environ: Mapping[str, str],
@@ -387,5 +382,5 @@ def _run_check(
         if response.status_code >= 400 and response.text:
             problem += f" ({response.text[:_QUOTED].strip()})"
     # What the service answered may echo a credential back: nothing taken from the environment is shown.
-    problem = _masked(problem, secrets)
+    problem = masked(problem, secrets)
     return CheckResult(check.name, check.method, check.url, False, attempts, status, latency_ms, problem)

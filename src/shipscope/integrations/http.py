@@ -25,6 +25,13 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 BACKOFF_SECONDS = 0.5
 
 
+def masked(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret replaced by ``****`` (the longest first, so no part of one is left showing)."""
+    for secret in sorted((value for value in secrets if value), key=len, reverse=True):
+        text = text.replace(secret, "****")
+    return text
+
+
 @dataclass(frozen=True)
 class OutboundRequest:
     vendor: str
@@ -40,9 +47,7 @@ class OutboundRequest:
     """For APIs that answer 200 with errors in the body (GraphQL): the problem in a parsed answer, or None."""
 
     def masked(self, text: str) -> str:
-        for secret in sorted((value for value in self.secrets if value), key=len, reverse=True):
-            text = text.replace(secret, "****")
-        return text
+        return masked(text, self.secrets)
 
     def render(self) -> str:
         """The exact request, secrets masked: what ``--dry-run`` prints."""

@@ -82,6 +82,18 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def iso_utc(moment: datetime | None) -> str | None:
+    """A moment as RFC 3339 in UTC with ``Z``, as every answer writes it; None stays None."""
+    return None if moment is None else _iso(moment)
+
+
+def as_aware(moment: datetime | None) -> datetime | None:
+    """A stored moment as an aware datetime: DuckDB hands back naive UTC ones."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Filters:
     repo: str | None = None

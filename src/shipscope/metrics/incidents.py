@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from shipscope.metrics.common import DEFAULT_CONFIG, Filters, MetricsConfig, Window, in_window
+from shipscope.metrics.common import DEFAULT_CONFIG, Filters, MetricsConfig, Window, as_aware, in_window, iso_utc
 from shipscope.metrics.listings import (
     DeploymentRow,
     IncidentRow,
@@ -37,14 +37,6 @@ NEAR = timedelta(minutes=60)
 _AFTER = timedelta(minutes=30)
 """How long after the resolution the timeline goes on: the verification, the rollback's own aftermath."""
 _CONFIDENCE = {"explicit": "certain", "version label": "high", "near": "medium", "lookback": "low"}
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -91,7 +83,7 @@ class TimelineItem:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": _iso(self.at),
+            "at": iso_utc(self.at),
             "kind": self.kind,
             "title": self.title,
             "version": self.version,
@@ -123,9 +115,9 @@ class IncidentTimeline:
             "",
             f"- Incident: `{incident.id}` ({incident.source}), service **{incident.service}**, "
             f"severity {incident.severity or 'unknown'}",
-            f"- Opened {_iso(incident.opened_at)}"
-            + (f", acknowledged {_iso(incident.acknowledged_at)}" if incident.acknowledged_at else "")
-            + (f", resolved {_iso(incident.resolved_at)}" if incident.resolved_at else ", not resolved"),
+            f"- Opened {iso_utc(incident.opened_at)}"
+            + (f", acknowledged {iso_utc(incident.acknowledged_at)}" if incident.acknowledged_at else "")
+            + (f", resolved {iso_utc(incident.resolved_at)}" if incident.resolved_at else ", not resolved"),
         ]
         if incident.resolution_seconds is not None:
             lines.append(f"- Time to resolve: {incident.resolution_seconds / 60:.0f} min")
@@ -136,7 +128,7 @@ class IncidentTimeline:
             deployment = link.deployment
             lines.append(
                 f"- `{deployment.version or deployment.sha[:12]}` to {deployment.environment} by "
-                f"{deployment.actor or 'unknown'}, finished {_iso(deployment.finished_at) or 'not finished'} "
+                f"{deployment.actor or 'unknown'}, finished {iso_utc(deployment.finished_at) or 'not finished'} "
                 f"({deployment.status}): {link.described}, confidence {link.confidence}"
             )
             for change in link.changes:
@@ -185,7 +177,7 @@ def find_incident(
     found = store.query(query.order_by(incidents.c.source).limit(1))
     if not found:
         return None
-    opened = _aware(found[0]["opened_at"])
+    opened = as_aware(found[0]["opened_at"])
     assert opened is not None  # a required column
     window = Window(opened - LOOKBACK, opened + timedelta(seconds=1))
     listed = incident_list(store, window, Filters(service=found[0]["service"]), config, definitions=definitions)
@@ -272,7 +264,7 @@ def _items(
         if shas
         else []
     ):
-        moment = _aware(run["finished_at"]) or _aware(run["created_at"])
+        moment = as_aware(run["finished_at"]) or as_aware(run["created_at"])
         assert moment is not None
         items.append(
             TimelineItem(
@@ -293,7 +285,7 @@ def _items(
         details = orjson.loads(event["details"]) if event["details"] else {}
         if not isinstance(details, dict):
             details = {"details": details}
-        moment = _aware(event["at"])
+        moment = as_aware(event["at"])
         assert moment is not None
         version = details.get("version")
         items.append(
@@ -352,7 +344,7 @@ class DeployContext:
             "last_deploy_id": deployment.id,
             "last_deploy_version": deployment.version,
             "last_deploy_sha": deployment.sha,
-            "last_deploy_at": _iso(deployment.finished_at or deployment.started_at),
+            "last_deploy_at": iso_utc(deployment.finished_at or deployment.started_at),
             "last_deploy_actor": deployment.actor,
             "last_deploy_image_digest": deployment.image_digest,
             "last_deploy_environment": deployment.environment,

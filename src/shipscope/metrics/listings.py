@@ -22,7 +22,9 @@ from shipscope.metrics.common import (
     Filters,
     MetricsConfig,
     Window,
+    as_aware,
     in_window,
+    iso_utc,
     job_belongs_to,
     matches_any,
     monday,
@@ -108,7 +110,7 @@ class DeploymentRow:
     def to_json(self) -> dict[str, Any]:
         shape = {name: getattr(self, name) for name in self.__dataclass_fields__}
         for name in ("started_at", "finished_at"):
-            shape[name] = _iso(shape[name])
+            shape[name] = iso_utc(shape[name])
         shape["failure_signals"] = list(self.failure_signals)
         shape["incident_ids"] = list(self.incident_ids)
         shape["failed"] = self.failed
@@ -150,7 +152,7 @@ class ShippedChange:
             "sha": self.sha,
             "message": self.message,
             "author": self.author,
-            "authored_at": _iso(self.authored_at),
+            "authored_at": iso_utc(self.authored_at),
             "pr_number": self.pr_number,
             "lead_time_seconds": self.lead_time_seconds,
         }
@@ -206,9 +208,9 @@ class IncidentRow:
             "service": self.service,
             "severity": self.severity,
             "title": self.title,
-            "opened_at": _iso(self.opened_at),
-            "acknowledged_at": _iso(self.acknowledged_at),
-            "resolved_at": _iso(self.resolved_at),
+            "opened_at": iso_utc(self.opened_at),
+            "acknowledged_at": iso_utc(self.acknowledged_at),
+            "resolved_at": iso_utc(self.resolved_at),
             "resolution_seconds": self.resolution_seconds,
             "labels": list(self.labels),
             "deployment_id": self.deployment_id,
@@ -236,16 +238,6 @@ class FilterOptions:
     statuses: tuple[str, ...]
     kinds: tuple[str, ...]
     failure_signals: tuple[str, ...] = field(default=FAILURE_SIGNALS)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 # ----- deployments -------------------------------------------------------------------------------------------------
@@ -287,8 +279,8 @@ def _row(row: dict[str, Any], config: MetricsConfig, counted: dict[str, Deployme
         image_digest=row["image_digest"],
         actor=row["actor"],
         url=row["url"],
-        started_at=_aware(row["started_at"]),
-        finished_at=_aware(row["finished_at"]),
+        started_at=as_aware(row["started_at"]),
+        finished_at=as_aware(row["finished_at"]),
         status=row["status"],
         kind=row["kind"] or "deploy",
         rollback_of=row["rollback_of"],
@@ -410,7 +402,7 @@ def deployment_detail(
     if not found:
         return None
     row = found[0]
-    finished = _aware(row["finished_at"])
+    finished = as_aware(row["finished_at"])
     dora: DoraReport | None = None
     end = max(now or datetime.now(UTC), (finished or datetime.min.replace(tzinfo=UTC)) + timedelta(seconds=1))
     if finished is not None:
@@ -491,7 +483,7 @@ def _shipped(
             row["sha"],
             row["message"],
             row["author"],
-            _aware(row["authored_at"]),
+            as_aware(row["authored_at"]),
             row["pr_number"],
             lead_times.get((row["repo"], row["sha"])),
         )
@@ -544,9 +536,9 @@ def incident_list(
                 service=row["service"],
                 severity=row["severity"],
                 title=row["title"],
-                opened_at=_aware(row["opened_at"]) or window.since,
-                acknowledged_at=_aware(row["acknowledged_at"]),
-                resolved_at=_aware(row["resolved_at"]),
+                opened_at=as_aware(row["opened_at"]) or window.since,
+                acknowledged_at=as_aware(row["acknowledged_at"]),
+                resolved_at=as_aware(row["resolved_at"]),
                 labels=parse_labels(row["labels"]),
                 deployment_id=deployment_id,
                 linked_by=("explicit" if explicit else "time") if deployment_id else None,
@@ -621,7 +613,7 @@ def deployment_totals(store: Store) -> tuple[DeploymentTotal, ...]:
             row["status"],
             row["kind"],
             int(row["deployments"]),
-            _aware(row["last_finished_at"]),
+            as_aware(row["last_finished_at"]),
         )
         for row in store.query(query)
     )
@@ -735,5 +727,5 @@ def _record(kind: type[_Record], row: dict[str, Any], **more: Any) -> _Record:
     values = {name: row[name] for name in kind.__dataclass_fields__ if name not in more}
     for name, value in values.items():
         if isinstance(value, datetime):
-            values[name] = _aware(value)
+            values[name] = as_aware(value)
     return kind(**values, **more)

@@ -109,10 +109,14 @@ def dashboard_router(
             cached_options[:] = [(now, filter_options(store, config))]
         return cached_options[0][1]
 
-    def check_read(request: Request) -> None:
+    def presented(request: Request) -> str | None:
+        """The Authorization header, or the sign-in cookie's token in its form."""
         header = request.headers.get("authorization")
         cookie = request.cookies.get(TOKEN_COOKIE)
-        authorize_read(header if header is not None or cookie is None else f"Bearer {cookie}")
+        return header if header is not None or cookie is None else f"Bearer {cookie}"
+
+    def check_read(request: Request) -> None:
+        authorize_read(presented(request))
 
     def page(template: str, path: str, build: Callable[[pages.View], pages.Context], request: Request) -> HTMLResponse:
         started = time.perf_counter()
@@ -196,9 +200,7 @@ def dashboard_router(
 
     def check_write(request: Request) -> None:
         if authorize_write is not None:
-            header = request.headers.get("authorization")
-            cookie = request.cookies.get(TOKEN_COOKIE)
-            authorize_write(header if header is not None or cookie is None else f"Bearer {cookie}")
+            authorize_write(presented(request))
 
     async def incident_action(
         request: Request, incident_id: str, act: Callable[[Any, Mapping[str, str]], object]
