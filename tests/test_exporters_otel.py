@@ -408,3 +408,11 @@ def test_bad_otlp_payloads_are_refused_with_what_was_wrong(tmp_path: Path) -> No
         assert broken.status_code == 400 and "OTLP JSON" in broken.text
         text = client.post("/v1/traces", content=b"spans", headers={"Content-Type": "text/plain"})
         assert text.status_code == 415 and "application/x-protobuf or application/json" in text.text
+        for shape, problem in (
+            ({"resourceSpans": True}, "the request: resourceSpans must be a list"),
+            ({"resourceSpans": ["x"]}, "resourceSpans[1]: expected an object"),
+            ({"resourceSpans": [{"scopeSpans": {}}]}, "resourceSpans[1]: scopeSpans must be a list"),
+            ({"resourceSpans": [{"scopeSpans": [{"spans": "s"}]}]}, "scopeSpans[1]: spans must be a list"),
+        ):
+            wrong = client.post("/v1/traces", content=orjson.dumps(shape), headers={"Content-Type": "application/json"})
+            assert wrong.status_code == 400 and problem in wrong.json()["error"], (shape, wrong.text)

@@ -65,15 +65,29 @@ def _request(body: bytes, encoding: str) -> ExportTraceServiceRequest:
         raise InputError(f"OTLP JSON: {error}") from None
     if not isinstance(document, dict):
         raise InputError("OTLP JSON: expected an object with resourceSpans")
-    for number, resource_spans in enumerate(document.get("resourceSpans") or [], start=1):
-        for scope_spans in (resource_spans or {}).get("scopeSpans") or []:
-            for index, span in enumerate((scope_spans or {}).get("spans") or [], start=1):
-                _hex_ids_to_base64(span, f"resourceSpans[{number}] span {index}")
+    for number, resource_spans in enumerate(_listed(document, "resourceSpans", "the request"), start=1):
+        where = f"resourceSpans[{number}]"
+        for scope_number, scope_spans in enumerate(_listed(resource_spans, "scopeSpans", where), start=1):
+            spans = _listed(scope_spans, "spans", f"{where}.scopeSpans[{scope_number}]")
+            for index, span in enumerate(spans, start=1):
+                _hex_ids_to_base64(span, f"{where} span {index}")
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as error:
         raise InputError(f"OTLP JSON: {error}") from None
     return request
+
+
+def _listed(container: Any, key: str, where: str) -> list[Any]:
+    """``container[key]`` as a list (absent or null: empty), refusing any other shape by where it is."""
+    if not isinstance(container, dict):
+        raise InputError(f"OTLP JSON: {where}: expected an object")
+    items = container.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InputError(f"OTLP JSON: {where}: {key} must be a list")
+    return items
 
 
 def _hex_ids_to_base64(span: Any, where: str) -> None:
