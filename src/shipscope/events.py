@@ -249,6 +249,14 @@ _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 _validate = _event_adapter.validator.validate_python
 
 
+def event_json_schema(ref_template: str) -> dict[str, Any]:
+    """JSON Schemas of the canonical events by name, ``CanonicalEvent`` being the union of them all; references
+    follow ``ref_template`` (``{model}`` stands for a name), so they can live among an OpenAPI document's components."""
+    union = _event_adapter.json_schema(ref_template=ref_template)
+    definitions: dict[str, Any] = union.pop("$defs")
+    return {**definitions, "CanonicalEvent": union}
+
+
 class EventError(ValueError):
     """An event that does not match the canonical model; the message names the field and what was expected."""
 

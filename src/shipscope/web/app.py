@@ -67,6 +67,7 @@ from shipscope.metrics.thresholds import thresholds_from_table
 from shipscope.paging import forward_requests
 from shipscope.store import Store
 from shipscope.store.writer import GroupCommitWriter
+from shipscope.web import openapi
 from shipscope.web.auth import authorize, parse_tokens
 from shipscope.web.bodies import read_body
 from shipscope.web.dashboard import asset_routes, dashboard_router
@@ -158,6 +159,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    openapi.install(app)
     app.state.store = owned_store
     registry = metrics_registry(
         StoreCollector(
@@ -210,6 +212,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         "/api/v1/events",
         tags=["ingest"],
         dependencies=[Depends(require("ingest"))],
+        openapi_extra=openapi.EVENTS,
         responses={
             200: {"description": "Every event was stored or was a duplicate."},
             207: {"description": "Some lines were rejected; the others were stored. `rejected` lists them."},
@@ -319,7 +322,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         413: {"description": "Body over the configured limit."},
     }
 
-    @app.post("/webhooks/github", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/github", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.GITHUB)
     async def github_webhook(request: Request) -> Response:
         """GitHub webhook deliveries (workflow_run, workflow_job, deployment, deployment_status, pull_request, push,
         check_run, check_suite, ping). Signed with X-Hub-Signature-256 when a secret is configured; X-GitHub-Delivery
@@ -333,7 +336,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
         return await _accept_webhook(request, "github", verify, github_delivery)
 
-    @app.post("/webhooks/gitlab", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/gitlab", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.GITLAB)
     async def gitlab_webhook(request: Request) -> Response:
         """GitLab webhook deliveries (Pipeline, Job, Deployment, Merge Request, Push and Tag Push hooks), checked
         against X-Gitlab-Token when tokens are configured; X-Gitlab-Event-UUID is the idempotency key."""
@@ -356,7 +359,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
         return verify
 
-    @app.post("/webhooks/alertmanager", tags=["webhooks"], responses=webhook_responses)
+    @app.post(
+        "/webhooks/alertmanager", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.ALERTMANAGER
+    )
     async def alertmanager_webhook(request: Request) -> Response:
         """Prometheus Alertmanager webhook_config notifications (firing and resolved, grouped alerts): each alert is
         an incident keyed by fingerprint and start. With API tokens configured, send one with the ingest scope as
@@ -381,7 +386,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             )
         return answer
 
-    @app.post("/webhooks/pagerduty", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/pagerduty", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.PAGERDUTY)
     async def pagerduty_webhook(request: Request) -> Response:
         """PagerDuty v3 webhook subscriptions (incident.triggered, acknowledged, resolved, reopened, escalated, …),
         checked against X-PagerDuty-Signature when secrets are configured; the event id is the idempotency key."""
@@ -399,7 +404,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         service = request.query_params.get("service", "").strip()
         return lambda body, headers: read(body, {**headers, SERVICE_HEADER.lower(): service} if service else headers)
 
-    @app.post("/webhooks/flags", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/flags", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.FLAGS)
     async def flag_webhook(request: Request) -> Response:
         """LaunchDarkly-style flag audit webhooks: each flag change is a flag_toggle on the timeline of `?service=`
         (or the flag's service:NAME tag). Checked against X-LD-Signature when SHIPSCOPE_FLAG_WEBHOOK_SECRETS is set;
@@ -413,7 +418,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
         return await _accept_webhook(request, "flags", verify, with_service(flag_delivery, request))
 
-    @app.post("/webhooks/kubernetes", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/kubernetes", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.KUBERNETES)
     async def kubernetes_webhook(request: Request) -> Response:
         """Kubernetes Event objects (an event exporter's webhook sink): infra entries on the timeline of `?service=`
         or of the object's app label. With API tokens configured, send an ingest token."""
@@ -421,7 +426,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             request, "kubernetes", ingest_token(request), with_service(kubernetes_delivery, request)
         )
 
-    @app.post("/webhooks/opsgenie", tags=["webhooks"], responses=webhook_responses)
+    @app.post("/webhooks/opsgenie", tags=["webhooks"], responses=webhook_responses, openapi_extra=openapi.OPSGENIE)
     async def opsgenie_webhook(request: Request) -> Response:
         """Opsgenie webhook integration posts (Create, Acknowledge, Close, …): the alert is an incident. With API
         tokens configured, add an `Authorization: Bearer` header with an ingest-scoped token to the integration."""
@@ -445,7 +450,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         report.count([delivery], [is_new])
         return ORJSONResponse({"ok": True, **report.to_json()})
 
-    @app.post("/api/v1/reports/junit", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    @app.post(
+        "/api/v1/reports/junit", tags=["ingest"], dependencies=[Depends(require("ingest"))], openapi_extra=openapi.JUNIT
+    )
     async def junit_report(
         request: Request, run_id: str | None = None, job_id: str | None = None, source: str | None = None
     ) -> Response:
@@ -457,7 +464,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             request, "junit", {"run_id": run_id or "", "job_id": job_id or "", "source": source or ""}
         )
 
-    @app.post("/api/v1/reports/sarif", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    @app.post(
+        "/api/v1/reports/sarif", tags=["ingest"], dependencies=[Depends(require("ingest"))], openapi_extra=openapi.SARIF
+    )
     async def sarif_report(
         request: Request,
         repo: Annotated[str, Query(description="OWNER/NAME of the scanned repository.")],
@@ -469,7 +478,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         params = {"repo": repo, "scanned_at": scanned_at or "", "scan_id": scan_id or "", "run_id": run_id or ""}
         return await _accept_report(request, "sarif", params)
 
-    @app.post("/api/v1/reports/cache-log", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    @app.post(
+        "/api/v1/reports/cache-log",
+        tags=["ingest"],
+        dependencies=[Depends(require("ingest"))],
+        openapi_extra=openapi.CACHE_LOG,
+    )
     async def cache_log_report(
         request: Request, run_id: str | None = None, job_id: str | None = None, source: str | None = None
     ) -> Response:
@@ -478,12 +492,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         params = {"run_id": run_id or "", "job_id": job_id or "", "source": source or ""}
         return await _accept_report(request, "cache-log", params)
 
-    @app.post("/api/v1/pipeline-export", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    @app.post(
+        "/api/v1/pipeline-export",
+        tags=["ingest"],
+        dependencies=[Depends(require("ingest"))],
+        openapi_extra=openapi.PIPELINE_EXPORT,
+    )
     async def pipeline_export(request: Request) -> Response:
         """The GitLab JSON export `{pipeline_id, duration_seconds, status, project, deployment_frequency}`."""
         return await _accept_report(request, "pipeline-export", {})
 
-    @app.post("/v1/traces", tags=["ingest"], dependencies=[Depends(require("ingest"))])
+    @app.post(
+        "/v1/traces", tags=["ingest"], dependencies=[Depends(require("ingest"))], openapi_extra=openapi.OTLP_TRACES
+    )
     async def otlp_traces(request: Request) -> Response:
         """OTLP/HTTP traces of CI pipelines (`application/x-protobuf` or `application/json`): run, job and step
         spans by the OpenTelemetry CI/CD conventions become runs, jobs and steps. Answers an
@@ -503,8 +524,20 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     pushgateway_path = "/metrics/{job_label}/{grouping:path}"
     ingest_scope = [Depends(require("ingest"))]
 
-    @app.post(pushgateway_path, operation_id="pushgateway_post", tags=["ingest"], dependencies=ingest_scope)
-    @app.put(pushgateway_path, operation_id="pushgateway_put", tags=["ingest"], dependencies=ingest_scope)
+    @app.post(
+        pushgateway_path,
+        operation_id="pushgateway_post",
+        tags=["ingest"],
+        dependencies=ingest_scope,
+        openapi_extra=openapi.PUSHGATEWAY,
+    )
+    @app.put(
+        pushgateway_path,
+        operation_id="pushgateway_put",
+        tags=["ingest"],
+        dependencies=ingest_scope,
+        openapi_extra=openapi.PUSHGATEWAY,
+    )
     async def pushgateway(request: Request, job_label: str, grouping: str) -> Response:
         """Prometheus text exposition as pushed to a Pushgateway at `/metrics/job/<job>{/<label>/<value>}`
         (`ci_build_duration_seconds`, `ci_build_success`); the grouping labels of the path name the run."""
@@ -512,7 +545,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             raise InputError("a Pushgateway push goes to /metrics/job/<job>{/<label>/<value>}")
         return await _accept_report(request, "pushgateway", {"path": f"{job_label}/{grouping}"})
 
-    @app.post("/api/v1/journal", tags=["admin"], dependencies=[Depends(require("admin"))])
+    @app.post(
+        "/api/v1/journal", tags=["admin"], dependencies=[Depends(require("admin"))], openapi_extra=openapi.JOURNAL
+    )
     async def journal(request: Request) -> Response:
         """Raw payloads for the journal, one JSON object a line: `{"source", "delivery_id", "kind", "headers",
         "body"}` with the body in base64. Each is decoded by the parser its kind names, as reprocess would; the
@@ -524,7 +559,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         report.count(deliveries, is_new)
         return ORJSONResponse({"ok": True, "new": is_new, **report.to_json()})
 
-    @app.post("/api/v1/admin/backup", tags=["admin"], dependencies=[Depends(require("admin"))])
+    @app.post(
+        "/api/v1/admin/backup", tags=["admin"], dependencies=[Depends(require("admin"))], openapi_extra=openapi.BACKUP
+    )
     async def backup(request: Request) -> dict[str, Any]:
         """A consistent copy of the DuckDB database into a new file on this machine: `{"path": "/abs/file.duckdb"}`."""
         target = json_object(await read_body(request, settings.max_body_bytes), "backup").get("path")
@@ -538,7 +575,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         """Where a backfill stopped (null when it never ran)."""
         return {"key": key, "value": owned_store.cursor(key)}
 
-    @app.put("/api/v1/cursors/{key:path}", tags=["admin"], dependencies=[Depends(require("admin"))])
+    @app.put(
+        "/api/v1/cursors/{key:path}",
+        tags=["admin"],
+        dependencies=[Depends(require("admin"))],
+        openapi_extra=openapi.CURSOR,
+    )
     async def put_cursor(key: str, request: Request) -> dict[str, Any]:
         value = json_object(await read_body(request, settings.max_body_bytes), "cursor").get("value")
         if not isinstance(value, str):

@@ -19,6 +19,7 @@ from shipscope.metrics.common import MetricsConfig, Window
 from shipscope.metrics.incidents import find_incident, incident_timeline
 from shipscope.metrics.listings import IncidentRow
 from shipscope.store import Store
+from shipscope.web import openapi
 from shipscope.web.bodies import read_body
 from shipscope.web.responses import ORJSONResponse
 
@@ -49,7 +50,9 @@ def postmortem_router(
         found = incident(incident_id, source)
         return {"steps": [state.to_json() for state in postmortems.runbook(store, found)]}
 
-    @router.post("/api/v1/incidents/{incident_id}/runbook/{step}", dependencies=write)
+    @router.post(
+        "/api/v1/incidents/{incident_id}/runbook/{step}", dependencies=write, openapi_extra=openapi.RUNBOOK_TICK
+    )
     async def tick(request: Request, incident_id: str, step: str, source: str | None = None) -> dict[str, Any]:
         """Tick a step (`{"by": "ana"}` optional); the first tick's time stands."""
         fields = await body(request, "runbook tick")
@@ -69,7 +72,7 @@ def postmortem_router(
             raise NotFound(f"incident {incident_id} has no postmortem yet")
         return written.to_json()
 
-    @router.post("/api/v1/incidents/{incident_id}/postmortem", dependencies=write)
+    @router.post("/api/v1/incidents/{incident_id}/postmortem", dependencies=write, openapi_extra=openapi.POSTMORTEM)
     async def open_postmortem(request: Request, incident_id: str, source: str | None = None) -> Response:
         """Open the postmortem from the incident's timeline (its Markdown is kept); `{"summary": …}` optional.
         201 when created, 200 when it existed."""
@@ -87,7 +90,9 @@ def postmortem_router(
         status, document = await run_in_threadpool(opened)
         return ORJSONResponse(document, status_code=status)
 
-    @router.post("/api/v1/incidents/{incident_id}/postmortem/items", dependencies=write)
+    @router.post(
+        "/api/v1/incidents/{incident_id}/postmortem/items", dependencies=write, openapi_extra=openapi.ACTION_ITEM
+    )
     async def add_item(request: Request, incident_id: str, source: str | None = None) -> Response:
         """An action item: `{"title", "owner", "due": "YYYY-MM-DD", "kind": prevent-recurrence|mitigate|detect,
         "link"?}`; 201."""
@@ -99,7 +104,7 @@ def postmortem_router(
 
         return ORJSONResponse(await run_in_threadpool(added), status_code=201)
 
-    @router.patch("/api/v1/action-items/{item_id}", dependencies=write)
+    @router.patch("/api/v1/action-items/{item_id}", dependencies=write, openapi_extra=openapi.ACTION_ITEM_CHANGE)
     async def update_item(request: Request, item_id: str) -> dict[str, Any]:
         """Mark an item done or open (`{"status": "done"}`), or change its link, owner or due date."""
         fields = await body(request, "action item")

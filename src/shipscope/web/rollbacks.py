@@ -21,6 +21,7 @@ from shipscope.errors import InputError, NotFound
 from shipscope.ingest.webhooks import json_object
 from shipscope.integrations.http import send
 from shipscope.store import Store
+from shipscope.web import openapi
 from shipscope.web.bodies import read_body
 from shipscope.web.responses import ORJSONResponse
 
@@ -72,7 +73,7 @@ def rollback_router(store: Store, settings: Settings, require: Callable[[str], C
         started = any(attempt["outcome"] == "started" for attempt in attempts)
         return ORJSONResponse({"attempts": attempts}, status_code=202 if started else 200)
 
-    @router.post("/api/v1/rollbacks", dependencies=admin)
+    @router.post("/api/v1/rollbacks", dependencies=admin, openapi_extra=openapi.ROLLBACK_REQUEST)
     async def request_rollback(request: Request) -> Response:
         """Roll a service back on an SLO breach: `{"service": S, "reason": R}`, or GitHub's repository_dispatch
         shape `{"event_type": E, "client_payload": {"service": S, "reason": R}}`. 202 when a rollback started; 200
@@ -90,7 +91,7 @@ def rollback_router(store: Store, settings: Settings, require: Callable[[str], C
         attempts = await run_in_threadpool(breach, request, [service.strip()], reason, "api")
         return _answer(attempts)
 
-    @router.post("/webhooks/alertmanager/rollback", dependencies=admin)
+    @router.post("/webhooks/alertmanager/rollback", dependencies=admin, openapi_extra=openapi.ALERTMANAGER_ROLLBACK)
     async def alertmanager_rollback(request: Request) -> Response:
         """An Alertmanager route for SLO-breach alerts: each service with a firing alert is rolled back (resolved
         alerts do nothing). Send an admin API token as `Authorization: Bearer` when tokens are configured."""
