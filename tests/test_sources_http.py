@@ -375,6 +375,14 @@ def test_pushgateway_without_ci_metrics_is_400(client: TestClient) -> None:
     assert "ci_build_duration_seconds" in response.json()["error"]
 
 
+@pytest.mark.parametrize("value", ["bm90IHV0Zi04_w", "caf\u00e9", "%%%", "YQ=b"])
+def test_pushgateway_grouping_label_that_is_not_base64_is_400(client: TestClient, value: str) -> None:
+    response = client.post(f"/metrics/job/ci/branch@base64/{value}", content=b"ci_build_success 1\n")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "grouping label branch: invalid base64 value"
+    assert store_of(client).rows(schema.pipeline_runs) == []
+
+
 def test_gitlab_pipeline_export(client: TestClient) -> None:
     body = orjson.dumps(
         {

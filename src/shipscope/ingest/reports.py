@@ -12,7 +12,6 @@ the same bytes into the same events.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,8 +82,9 @@ def _grouping_labels(path: str) -> dict[str, str]:
         if name.endswith("@base64"):
             name = name.removesuffix("@base64")
             try:
-                value = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            except (binascii.Error, UnicodeDecodeError):
+                # Strict, as Pushgateway's decoder is: a stray character is an error, not silently dropped.
+                value = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
+            except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
                 raise InputError(f"grouping label {name}: invalid base64 value") from None
         labels[name] = value
     return labels
