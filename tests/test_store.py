@@ -104,6 +104,14 @@ def test_carried_fields_win_and_missing_fields_keep_their_values(store: Store) -
     assert row["finished_at"] == datetime(2026, 3, 1, 10, 9, tzinfo=UTC)
 
 
+def test_any_rfc3339_offset_is_stored_as_its_instant(store: Store) -> None:
+    """RFC 3339 allows offsets to ±23:59; PostgreSQL reads only ±15:59 of them."""
+    write(store, run(created_at="2026-03-01T23:30:00+16:30", started_at="2026-03-01T06:00:00-23:59"))
+    (row,) = runs(store)
+    assert row["created_at"] == datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
+    assert row["started_at"] == datetime(2026, 3, 2, 5, 59, tzinfo=UTC)
+
+
 def test_same_rank_repeat_updates_the_row(store: Store) -> None:
     write(store, deployment(status="failure", version="1.0"))
     write(store, deployment(status="success", version="1.0.1"))

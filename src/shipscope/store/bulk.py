@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -32,6 +33,10 @@ def _arrow_type(column: sa.ColumnElement[Any]) -> pa.DataType:
         if type(column.type) is sa_type:
             return arrow_type
     raise TypeError(f"no staging type for {column.name}: {column.type!r}")
+
+
+def _in_utc(moments: Sequence[datetime | None]) -> list[datetime | None]:
+    return [moment.astimezone(UTC) if moment is not None and moment.tzinfo else moment for moment in moments]
 
 
 def stage_relation(name: str, columns: Sequence[sa.Column[Any]]) -> sa.TableClause:
@@ -67,10 +72,16 @@ def staged_columns(
     names = ", ".join(quote(column) for column in columns)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
     conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({definition}) ON COMMIT DROP")
+    # PostgreSQL reads offsets up to ±15:59 and RFC 3339 allows ±23:59: send instants in UTC, as DuckDB's Arrow
+    # column does, rather than the offset they were written with.
+    sent = [
+        _in_utc(values[column.name]) if isinstance(column.type, sa.DateTime) else values[column.name]
+        for column in columns
+    ]
     cursor: Any = raw.cursor()  # psycopg's cursor: COPY is not in the DB-API
     try:
         with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-            for row in zip(*(values[column.name] for column in columns), strict=True):
+            for row in zip(*sent, strict=True):
                 copy.write_row(row)
     finally:
         cursor.close()
