@@ -168,3 +168,26 @@ def test_tokens_are_checked_with_scopes(db_url: str) -> None:
         assert len(listing.json()["events"]) == 1
         assert client.get("/api/v1/events?type=pipeline_run").status_code == 401
         assert client.get("/healthz").status_code == 200
+
+
+def test_backfill_cursors_round_trip_and_refuse_nul(client: TestClient) -> None:
+    assert client.get("/api/v1/cursors/github/acme").json() == {"key": "github/acme", "value": None}
+    assert client.put("/api/v1/cursors/github/acme", json={"value": "2026-03-01T10:00:00Z"}).status_code == 200
+    refused = client.put("/api/v1/cursors/github/acme", json={"value": "2026\u0000"})
+    assert refused.status_code == 400, refused.text
+    assert "NUL" in refused.json()["error"]
+    assert client.get("/api/v1/cursors/github/acme").json()["value"] == "2026-03-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/events?type=deployment&service=%00", "/api/v1/incidents/a%00b/timeline"])
+def test_nul_in_a_path_or_query_is_400(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["error"]
+
+
+def test_a_body_of_nul_bytes_is_rejected_and_the_rejection_kept(client: TestClient) -> None:
+    response = client.post("/api/v1/events", content=b'\x00{"type": "deployment"}\x00')
+    assert response.status_code == 400, response.text
+    (rejection,) = stored(client).rows(schema.ingest_rejections)
+    assert "\x00" not in rejection["excerpt"] and "\\u0000" in rejection["excerpt"]

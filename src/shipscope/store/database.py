@@ -136,6 +136,11 @@ def _take_sequence(conn: sa.Connection, sequence: sa.Sequence, count: int) -> li
     return sorted(values)
 
 
+
+def _without_nul(text: str) -> str:
+    """A rejected payload's text as PostgreSQL can keep it: NUL written out as ``\\u0000``, as JSON would."""
+    return text.replace("\x00", "\\u0000")
+
 class Store:
     """The database behind shipscope. Writes take a connection in a transaction (see ``writer``)."""
 
@@ -296,8 +301,8 @@ class Store:
                         "received_at": received_at,
                         "source": rejection.source,
                         "position": rejection.position,
-                        "reason": rejection.reason,
-                        "excerpt": rejection.excerpt or None,
+                        "reason": _without_nul(rejection.reason),
+                        "excerpt": _without_nul(rejection.excerpt) or None,
                     }
                     for rejection in rejections
                 ],
@@ -359,6 +364,9 @@ class Store:
 
     def set_cursor(self, key: str, value: str) -> None:
         """Remembers where a backfill got to (committed at once, so an interrupted run resumes from here)."""
+        if "\x00" in key or "\x00" in value:
+            # PostgreSQL text cannot hold NUL; refused on both backends, as in events.
+            raise InputError("a cursor's key and value may not contain NUL characters (\\u0000)")
         cursors = schema.source_cursors
         insert = postgresql.insert(cursors).values(key=key, value=value, updated_at=datetime.now(UTC))
         with self.engine.begin() as conn:

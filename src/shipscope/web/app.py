@@ -23,6 +23,8 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from shipscope import __version__
 from shipscope.alerts import alert_round, notifier_for
@@ -86,6 +88,22 @@ def _error(status: int, message: str, hint: str | None = None) -> ORJSONResponse
     if hint:
         content["hint"] = hint
     return ORJSONResponse(content, status_code=status)
+
+
+class RefuseNul:
+    """Answers 400 to a path or query parameter holding NUL: PostgreSQL text cannot hold it, so refusing it at the
+    door keeps both backends alike (the events' own text is checked where they are parsed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]
+        ):
+            await _error(400, "a path or query parameter may not contain NUL characters (%00)")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     # Plotly's bundle is 4.8 MB, 1.4 MB compressed; pages and reports compress well too.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(RefuseNul)
 
     def check_read(authorization: str | None) -> None:
         if tokens:
