@@ -282,6 +282,15 @@ def test_bad_gate_input_exits_4_with_the_reason(tmp_path: Path) -> None:
     assert no_source.exit_code == 4 and "give --prometheus-url" in no_source.stderr
 
 
+def test_an_unreachable_database_or_server_exits_3_not_4() -> None:
+    """"Try again" is not "fix your flags": a pipeline retries a 3 and fixes a 4."""
+    prometheus = ("--prometheus-url", "http://127.0.0.1:9")
+    down = runner.invoke(app, ["deploy", "gate", *IDENTITY, *prometheus, "--db", "postgresql://x@127.0.0.1:9/none"])
+    assert down.exit_code == 3 and "cannot open the database" in down.stderr
+    gone = runner.invoke(app, ["deploy", "gate", *IDENTITY, *prometheus, "--server", "http://127.0.0.1:9"])
+    assert gone.exit_code == 3 and "cannot reach the shipscope server" in gone.stderr
+
+
 # ----- analyze -------------------------------------------------------------------------------------------------------
 
 

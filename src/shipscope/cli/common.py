@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from shipscope.config import Settings, load_settings
-from shipscope.errors import InputError, ShipscopeError
+from shipscope.errors import InputError, RemoteError, ShipscopeError, StoreError
 from shipscope.server_state import running_server
 from shipscope.store import Store, duckdb_path
 
@@ -28,8 +28,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def reports_errors_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Turns a ShipscopeError into its message, hint and exit ``code``; no traceback reaches the user."""
+def reports_errors_with(code: int, *, unavailable: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turns a ShipscopeError into its message, hint and exit ``code``; no traceback reaches the user. With
+    ``unavailable``, a database or shipscope server that cannot be reached or fails exits with that code instead:
+    a pipeline must tell "fix your flags" from "try again"."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
@@ -40,11 +42,17 @@ def reports_errors_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]
                 stderr.print(f"[red]error:[/red] {error.message}", highlight=False)
                 if error.hint:
                     stderr.print(f"hint: {error.hint}", highlight=False)
-                raise typer.Exit(code) from None
+                raise typer.Exit(unavailable if unavailable is not None and _unavailable(error) else code) from None
 
         return run
 
     return decorate
+
+
+def _unavailable(error: ShipscopeError) -> bool:
+    if isinstance(error, RemoteError):
+        return error.status == 0 or error.status >= 500
+    return isinstance(error, StoreError)
 
 
 reports_errors = reports_errors_with(2)

@@ -2,7 +2,8 @@
 
 Exit codes, the same for every command: 0 done or passed; 1 the check said no (blocked, failed, a smoke check
 failed, a rollback step failed); 2 inconclusive (analyze); 3 could not decide or act (Prometheus unreachable and
-failing closed, a vendor failing under --strict, an analysis Error); 4 bad input (flags, files, configuration).
+failing closed, a vendor failing under --strict, an analysis Error, the database or shipscope server unreachable);
+4 bad input (flags, files, configuration).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shipscope.errors import InputError, ShipscopeError
 
 EXIT_BAD_INPUT = 4
 deploy_app = typer.Typer(help="Commands for deploy pipelines: record, mark, notify, gate, analyze, smoke, rollback.")
-deploy_errors = reports_errors_with(EXIT_BAD_INPUT)
+deploy_errors = reports_errors_with(EXIT_BAD_INPUT, unavailable=3)
 
 ServiceOption = Annotated[str | None, typer.Option("--service", help="The deployed service [env: SHIPSCOPE_SERVICE].")]
 EnvOption = Annotated[
