@@ -283,7 +283,7 @@ def test_bad_gate_input_exits_4_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_database_or_server_exits_3_not_4() -> None:
-    """"Try again" is not "fix your flags": a pipeline retries a 3 and fixes a 4."""
+    """A pipeline retries an exit 3 and fixes its flags after an exit 4."""
     prometheus = ("--prometheus-url", "http://127.0.0.1:9")
     down = runner.invoke(app, ["deploy", "gate", *IDENTITY, *prometheus, "--db", "postgresql://x@127.0.0.1:9/none"])
     assert down.exit_code == 3 and "cannot open the database" in down.stderr

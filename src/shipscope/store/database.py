@@ -136,10 +136,10 @@ def _take_sequence(conn: sa.Connection, sequence: sa.Sequence, count: int) -> li
     return sorted(values)
 
 
-
 def _without_nul(text: str) -> str:
     """A rejected payload's text as PostgreSQL can keep it: NUL written out as ``\\u0000``, as JSON would."""
     return text.replace("\x00", "\\u0000")
+
 
 class Store:
     """The database behind shipscope. Writes take a connection in a transaction (see ``writer``)."""
