@@ -26,6 +26,7 @@ from shipscope.cli.common import open_store as _open_store
 from shipscope.cli.common import reports_errors as _reports_errors
 from shipscope.cli.common import settings_for as _settings
 from shipscope.cli.deploy import deploy_app
+from shipscope.cli.gameday import gameday_command
 from shipscope.cli.incident import incident_app
 from shipscope.config import Settings, load_settings
 from shipscope.errors import InputError, RemoteError, ShipscopeError, StoreError
@@ -52,6 +53,7 @@ app.add_typer(backfill_app, name="backfill")
 exporters.register(app)
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(incident_app, name="incident")
+app.command("gameday")(gameday_command)
 
 
 class ImportFormat(StrEnum):
