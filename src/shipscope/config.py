@@ -118,6 +118,9 @@ class Settings:
     auto_rollback: dict[str, Any] = _setting(
         {}, None, "Automatic rollback on an SLO breach: guard window, dry run, approval, per-service strategies."
     )
+    retention: dict[str, Any] = _setting(
+        {}, None, 'How long each table keeps rows, e.g. raw_events = "730d" (toml [retention]); unnamed: for ever.'
+    )
     alert_interval_seconds: int = _setting(
         300, "SHIPSCOPE_ALERT_INTERVAL_SECONDS", "How often the server evaluates thresholds; 0 turns it off."
     )

@@ -35,6 +35,7 @@ from shipscope.ingest import IngestReport, Rejection
 from shipscope.ingest.generic import stream_records
 from shipscope.ingest.registry import decode
 from shipscope.store import Store, duckdb_path
+from shipscope.store.retention import Retention
 
 app = typer.Typer(
     name="shipscope",
@@ -585,6 +586,8 @@ def reprocess(db: DbOption = None) -> None:
     try:
         with stderr.status("reprocessing the journal"):
             report = store.reprocess(decode)
+            # The journal outlives the other tables: what it rebuilt past their retention goes again.
+            store.prune(Retention.from_config(settings.retention), datetime.now(UTC))
             store.analyze()
     finally:
         store.close()
@@ -626,6 +629,28 @@ def db_current(db: DbOption = None) -> None:
         typer.echo(store.revision() or "none")
     finally:
         store.close()
+
+
+@db_app.command("prune")
+@_reports_errors
+def db_prune(
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete what the [retention] settings keep no longer, table by table (a running server does this daily)."""
+    settings = _settings(db)
+    retention = Retention.from_config(settings.retention)
+    if not retention.keep:
+        raise InputError('no table has a retention: set them in shipscope.toml [retention], e.g. jobs = "180d"')
+    _refuse_if_served(settings, "prune, or let the server prune daily")
+    store = _open_store(settings)
+    try:
+        pruned = store.prune(retention, datetime.now(UTC), dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    for table, count in pruned.items():
+        stderr.print(f"{table}: {verb} {count} rows older than {retention.keep[table].days} days", highlight=False)
 
 
 @db_app.command("backup")

@@ -23,6 +23,7 @@ from shipscope.events import Event
 from shipscope.ingest import Delivery, Rejection
 from shipscope.store import migrate, schema
 from shipscope.store.bulk import stage_relation, staged, staged_columns
+from shipscope.store.retention import Retention
 from shipscope.store.rows import MAPPINGS, StageMatcher, event_to_row, row_to_json
 
 _JOURNAL_COLUMNS = [
@@ -361,6 +362,11 @@ class Store:
                 report.events += len(events)
                 self._upsert(conn, events)
         return report
+
+    def prune(self, retention: Retention, now: datetime, *, dry_run: bool = False) -> dict[str, int]:
+        """Deletes, in one transaction, what ``retention`` keeps no longer (counts it only, with ``dry_run``)."""
+        with self.engine.begin() as conn:
+            return retention.prune(conn, now, dry_run=dry_run)
 
     def set_cursor(self, key: str, value: str) -> None:
         """Remembers where a backfill got to (committed at once, so an interrupted run resumes from here)."""

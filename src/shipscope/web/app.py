@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,6 +68,7 @@ from shipscope.metrics.reports import run_report
 from shipscope.metrics.thresholds import thresholds_from_table
 from shipscope.paging import forward_requests
 from shipscope.store import Store
+from shipscope.store.retention import Retention
 from shipscope.store.writer import GroupCommitWriter
 from shipscope.web import openapi
 from shipscope.web.auth import authorize, parse_tokens
@@ -79,6 +80,7 @@ from shipscope.web.rollbacks import rollback_router
 
 log = logging.getLogger(__name__)
 
+RETENTION_INTERVAL_SECONDS = 24 * 3600
 _INLINE_PARSE_BYTES = 64 * 1024
 """Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
 
@@ -129,6 +131,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The ASGI app. It owns ``store`` (opened from settings when not given) and its writer thread."""
     tokens = parse_tokens(settings.api_tokens)
     metrics_config = MetricsConfig.from_table(settings.metrics)
+    retention = Retention.from_config(settings.retention)
     exporter_config = ExporterConfig.from_table(settings.exporter)
     owned_store = store or Store(
         settings.db, stage_patterns=settings.stage_patterns, duckdb_memory_limit=settings.duckdb_memory_limit or None
@@ -149,15 +152,16 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             gather_seconds=settings.commit_gather_ms / 1000,
             on_commit=app.state.trace_exporter.offer if app.state.trace_exporter else None,
         )
-        alerting = (
-            asyncio.create_task(_alert_loop(owned_store, settings)) if settings.alert_interval_seconds > 0 else None
-        )
+        background = [
+            *([asyncio.create_task(_alert_loop(owned_store, settings))] if settings.alert_interval_seconds > 0 else []),
+            *([asyncio.create_task(_retention_loop(owned_store, retention))] if retention.keep else []),
+        ]
         try:
             yield
         finally:
-            if alerting is not None:
-                alerting.cancel()
-                await asyncio.gather(alerting, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             for running in list(app.state.rollbacks):
                 # A rollback under way records how it ended before the writer stops.
                 await run_in_threadpool(running.join, 600)
@@ -731,21 +735,39 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     return app
 
 
-async def _alert_loop(store: Store, settings: Settings) -> None:
+async def _every(seconds: float, work: Callable[[], object], what: str) -> None:
+    """Runs ``work`` in a thread now and then every ``seconds``. A failed round is logged and the next one tries
+    again; a shutdown waits for the round in progress, so the store it uses is not closed under it."""
+    while True:
+        round_in_progress = asyncio.ensure_future(run_in_threadpool(work))
+        try:
+            await asyncio.shield(round_in_progress)
+        except asyncio.CancelledError:
+            await asyncio.wait([round_in_progress])
+            raise
+        except Exception:  # a background round must never take the server down
+            log.exception("%s failed", what)
+        await asyncio.sleep(seconds)
+
+
+def _alert_loop(store: Store, settings: Settings) -> Coroutine[Any, Any, None]:
     """Evaluates the thresholds at start (so the dashboard shows current alerts) and then every
     ``alert_interval_seconds``, and sends what started or cleared."""
     notifier = notifier_for(settings)
-    while True:
-        evaluation = asyncio.ensure_future(run_in_threadpool(alert_round, store, settings, notifier))
-        try:
-            await asyncio.shield(evaluation)
-        except asyncio.CancelledError:
-            # Shutting down: the round's thread finishes before the store it uses is closed.
-            await asyncio.wait([evaluation])
-            raise
-        except Exception:  # an alert round must never take the server down; the next round tries again
-            log.exception("threshold evaluation failed")
-        await asyncio.sleep(settings.alert_interval_seconds)
+    return _every(
+        settings.alert_interval_seconds, lambda: alert_round(store, settings, notifier), "threshold evaluation"
+    )
+
+
+def _retention_loop(store: Store, retention: Retention) -> Coroutine[Any, Any, None]:
+    """Prunes what the retention settings keep no longer: at start, then daily."""
+
+    def prune() -> None:
+        pruned = store.prune(retention, datetime.now(UTC))
+        if any(pruned.values()):
+            log.info("retention pruned %s", ", ".join(f"{count} {table}" for table, count in pruned.items() if count))
+
+    return _every(RETENTION_INTERVAL_SECONDS, prune, "retention pruning")
 
 
 def _journal_entries(body: bytes) -> list[Delivery]:
