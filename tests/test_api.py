@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from shipscope.config import Settings
 from shipscope.store import Store, schema
 from shipscope.web.app import create_app
+from tests.conftest import FIXTURES
 from tests.factories import deployment, ndjson, run
 
 
@@ -184,6 +185,39 @@ def test_nul_in_a_path_or_query_is_400(client: TestClient, url: str) -> None:
     response = client.get(url)
     assert response.status_code == 400, response.text
     assert "NUL" in response.json()["error"]
+
+
+def _pagerduty_incident(title: str) -> bytes:
+    payload = orjson.loads((FIXTURES / "incidents" / "pagerduty.v3.incident.triggered.json").read_bytes())
+    payload["event"]["data"]["title"] = title
+    return orjson.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "what"),
+    [
+        ("/webhooks/pagerduty", _pagerduty_incident("disk \u0000 full"), "PagerDuty webhook"),
+        # The delivery id itself, as the fuzzer sent it.
+        ("/webhooks/pagerduty", b'{"event": {"event_type": "0", "data": {}, "id": "\\u0000"}}', "PagerDuty webhook"),
+        ("/api/v1/rollbacks", b'{"client_payload": {"service": "api", "reason": "\\u0000"}}', "rollback request"),
+        ("/v1/traces?encoding=json", b'{"resourceSpans": [{"name": "\\u0000"}]}', "OTLP JSON"),
+    ],
+)
+def test_nul_in_a_json_body_is_400_and_nothing_stored(client: TestClient, url: str, body: bytes, what: str) -> None:
+    response = client.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()["error"]) == (
+        400,
+        f"{what}: text may not contain NUL characters (\\u0000)",
+    )
+    assert not stored(client).rows(schema.raw_events) and not stored(client).rows(schema.incidents)
+
+
+def test_the_text_backslash_u0000_is_not_a_nul(client: TestClient) -> None:
+    title = "parser chokes on \\u0000"
+    response = client.post("/webhooks/pagerduty", content=_pagerduty_incident(title))
+    assert response.status_code == 200, response.text
+    (incident,) = stored(client).rows(schema.incidents)
+    assert incident["title"] == title
 
 
 def test_a_body_of_nul_bytes_is_rejected_and_the_rejection_kept(client: TestClient) -> None:

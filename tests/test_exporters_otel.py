@@ -416,3 +416,19 @@ def test_bad_otlp_payloads_are_refused_with_what_was_wrong(tmp_path: Path) -> No
         ):
             wrong = client.post("/v1/traces", content=orjson.dumps(shape), headers={"Content-Type": "application/json"})
             assert wrong.status_code == 400 and problem in wrong.json()["error"], (shape, wrong.text)
+        # Protobuf strings may hold NUL, which PostgreSQL text cannot: refused, by where it is.
+        span_id = bytes.fromhex("00f067aa0ba902b7")
+        for attribute, name, problem in (
+            ("RUN CI", "RUN\x00CI", "OTLP: span name 'RUN\\x00CI': text may not contain NUL"),
+            ("main\x00", "RUN CI", "OTLP: attribute 'vcs.ref.head.name': text may not contain NUL"),
+        ):
+            request = ExportTraceServiceRequest()
+            spans = request.resource_spans.add().scope_spans.add().spans
+            nul_span = spans.add(span_id=span_id, trace_id=bytes(16), name=name, start_time_unix_nano=1)
+            nul_span.attributes.add(key="vcs.ref.head.name").value.string_value = attribute
+            nul_span.attributes.add(key="cicd.pipeline.name").value.string_value = "ci"
+            refused = client.post(
+                "/v1/traces", content=request.SerializeToString(), headers={"Content-Type": "application/x-protobuf"}
+            )
+            assert refused.status_code == 400 and problem in refused.json()["error"], refused.text
+        assert not client.app.state.store.rows(schema.pipeline_runs)  # type: ignore[attr-defined]

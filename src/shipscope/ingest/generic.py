@@ -16,6 +16,7 @@ import orjson
 
 from shipscope.events import Event, EventError, parse_event
 from shipscope.ingest import Delivery, Rejection
+from shipscope.ingest.payload import NUL_REFUSED, holds_nul
 
 SOURCE = "events"
 KIND = "event"
@@ -31,9 +32,8 @@ def _excerpt(data: bytes) -> str:
 
 def read_record(position: int, data: bytes) -> Delivery | Rejection:
     """One record as a one-event delivery, or the reason it is refused."""
-    if b"\\u0000" in data:
-        # PostgreSQL text cannot hold NUL; refusing it everywhere keeps the two backends equal.
-        return Rejection(SOURCE, "text may not contain NUL characters (\\u0000)", position, _excerpt(data))
+    if holds_nul(data):
+        return Rejection(SOURCE, NUL_REFUSED, position, _excerpt(data))
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:

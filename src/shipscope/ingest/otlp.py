@@ -35,6 +35,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from shipscope.errors import InputError
 from shipscope.events import Event, Job, PipelineRun, RunStatus, Step
+from shipscope.ingest.payload import NUL_REFUSED, holds_nul
 
 SOURCE = "otlp"
 KIND = "otlp-traces"
@@ -59,6 +60,8 @@ def _request(body: bytes, encoding: str) -> ExportTraceServiceRequest:
         except DecodeError as error:
             raise InputError(f"OTLP protobuf: not an ExportTraceServiceRequest ({error})") from None
         return request
+    if holds_nul(body):
+        raise InputError(f"OTLP JSON: {NUL_REFUSED}")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -110,7 +113,11 @@ def _value(value: AnyValue) -> Any:
 
 
 def _attributes(pairs: Sequence[KeyValue]) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
+    attributes = {pair.key: _value(pair.value) for pair in pairs}
+    for key, value in attributes.items():
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise InputError(f"OTLP: attribute {key!r}: {NUL_REFUSED}")
+    return attributes
 
 
 def _time(nanos: int) -> datetime:
@@ -160,6 +167,8 @@ def parse_otlp_traces(body: bytes, params: Mapping[str, str]) -> OtlpTraces:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
+                if "\x00" in span.name:
+                    raise InputError(f"OTLP: span name {span.name!r}: {NUL_REFUSED}")
                 spans[span.span_id] = _Read(span, _attributes(span.attributes), resource)
     runs: dict[bytes, PipelineRun] = {}
     for span_id, read in spans.items():

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Self
 
 from shipscope.errors import InputError
+
+NUL_REFUSED = "text may not contain NUL characters (\\u0000)"
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""``\\u0000`` as JSON's escape for NUL, not as the text ``\\\\u0000`` (an escaped backslash, then ``u0000``)."""
+
+
+def holds_nul(json_text: bytes) -> bool:
+    """Whether a JSON text holds a NUL character. PostgreSQL text cannot, so shipscope refuses it on both backends
+    alike, before anything of the payload is stored. (A raw NUL byte is not JSON at all; the parser refuses it.)"""
+    return b"\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None
 
 
 def iso_timestamp(value: str, field: str) -> datetime:

@@ -54,6 +54,7 @@ import orjson
 
 from shipscope.errors import InputError
 from shipscope.events import Finding, Severity
+from shipscope.ingest.payload import NUL_REFUSED
 
 SOURCE = "sarif"
 SUPPORTED_VERSIONS = ("2.1.0", "2.0.0")
@@ -451,5 +452,5 @@ def _text(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(f"{path}: expected a non-empty string")
     if "\x00" in value:
-        raise InputError(f"{path}: text may not contain NUL characters (\\u0000)")
+        raise InputError(f"{path}: {NUL_REFUSED}")
     return value

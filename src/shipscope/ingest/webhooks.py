@@ -19,6 +19,7 @@ import orjson
 from shipscope.errors import AuthError, InputError
 from shipscope.events import Event
 from shipscope.ingest import Delivery, alertmanager, flags, github, gitlab, kubernetes, opsgenie, pagerduty
+from shipscope.ingest.payload import NUL_REFUSED, holds_nul
 from shipscope.ingest.signatures import hmac_sha256_matches
 
 GITHUB_EVENT = "X-GitHub-Event"
@@ -42,6 +43,8 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise InputError(f"{what}: expected a JSON object, got {type(value).__name__}")
+    if holds_nul(body):
+        raise InputError(f"{what}: {NUL_REFUSED}")
     return value
 
 
