@@ -1,7 +1,7 @@
 """GitHub webhook deliveries → canonical events (DESIGN.md §2).
 
 Pure: no SQL, no HTTP. The object-level converters also serve the REST API backfill, whose objects have the same
-shape as the webhook's. Every value is read through ``_Object``, which knows where it sits in the payload, so a
+shape as the webhook's. Every value is read through ``payload.Node``, which knows where it sits in the payload, so a
 payload that lacks what an event needs is refused with an InputError naming that path, never a KeyError.
 """
 
@@ -27,11 +27,10 @@ from shipscope.events import (
     RunStatus,
     Step,
 )
+from shipscope.ingest.payload import Node
 
 SOURCE = "github"
 
-_MAX_INT32 = 2**31 - 1
-"""The store keeps counts and numbers in 32-bit columns."""
 
 _NOT_STARTED = frozenset({"requested", "queued", "waiting", "pending"})
 _OUTCOMES: Mapping[str, RunStatus] = {
@@ -61,122 +60,8 @@ _VERSION_LIKE = re.compile(r"v?\d+\.\d+\S*")
 _GITHUB_ACTIONS_APP = "github-actions"
 
 
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
-class _Object:
-    """One JSON object of a payload and its path in it, so every refusal names the field it is about."""
-
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise InputError(f"{path or 'payload'}: expected an object, got {_json_kind(data)}")
-        self.data: Mapping[str, Any] = data
-        self.path = path
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def _required(self, key: str) -> Any:
-        value = self.data.get(key)
-        if value is None:
-            raise InputError(f"{self.where(key)}: required field is missing")
-        return value
-
-    def _refuse(self, key: str, expected: str) -> InputError:
-        return InputError(f"{self.where(key)}: expected {expected}, got {_json_kind(self.data.get(key))}")
-
-    def obj(self, key: str) -> _Object:
-        return _Object(self._required(key), self.where(key))
-
-    def optional_obj(self, key: str) -> _Object | None:
-        return self.obj(key) if self.has(key) else None
-
-    def objects(self, key: str) -> list[_Object]:
-        """The objects of an array; a missing or null array is an empty one."""
-        items = self.data.get(key)
-        if items is None:
-            return []
-        if not isinstance(items, list):
-            raise self._refuse(key, "an array")
-        return [_Object(item, f"{self.where(key)}[{index}]") for index, item in enumerate(items)]
-
-    def text(self, key: str) -> str:
-        value = self._required(key)
-        if not isinstance(value, str):
-            raise self._refuse(key, "a string")
-        if not value:
-            raise InputError(f"{self.where(key)}: expected a non-empty string")
-        return value
-
-    def optional_text(self, key: str) -> str | None:
-        """A string, or None when it is missing, null or empty (GitHub sends all three for 'not set')."""
-        value = self.data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self._refuse(key, "a string")
-        return value
-
-    def ident(self, key: str) -> str:
-        """An id: GitHub sends numbers, canonical ids are strings."""
-        value = self._required(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str) and value:
-            return value
-        raise self._refuse(key, "a numeric or string id")
-
-    def number(self, key: str, minimum: int = 0) -> int:
-        value = self._required(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._refuse(key, "an integer")
-        if not minimum <= value <= _MAX_INT32:
-            raise InputError(f"{self.where(key)}: expected an integer from {minimum} to {_MAX_INT32}, got {value}")
-        return value
-
-    def optional_number(self, key: str, minimum: int = 0) -> int | None:
-        return self.number(key, minimum) if self.has(key) else None
-
-    def time(self, key: str) -> datetime:
-        value = self._required(key)
-        parsed = _parse_time(value) if isinstance(value, str) else None
-        if parsed is None:
-            raise InputError(f"{self.where(key)}: expected an ISO 8601 timestamp with a UTC offset, got {value!r}")
-        return parsed
-
-    def optional_time(self, key: str) -> datetime | None:
-        return self.time(key) if self.has(key) else None
-
-
-def _parse_time(text: str) -> datetime | None:
-    """An offset-carrying timestamp, or None: a value without an offset is an error, not a guess (DESIGN.md §2)."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.utcoffset() is not None else None
-
-
 @contextmanager
-def _refused_as_input_error(origin: _Object) -> Iterator[None]:
+def _refused_as_input_error(origin: Node) -> Iterator[None]:
     """Values are checked as they are read; this catches what the canonical model checks on top of that."""
     try:
         yield
@@ -191,7 +76,7 @@ def _refused_as_input_error(origin: _Object) -> Iterator[None]:
 # --- statuses -------------------------------------------------------------------------------------------------
 
 
-def _outcome(obj: _Object, key: str = "conclusion") -> RunStatus:
+def _outcome(obj: Node, key: str = "conclusion") -> RunStatus:
     conclusion = obj.text(key)
     outcome = _OUTCOMES.get(conclusion)
     if outcome is None:
@@ -199,7 +84,7 @@ def _outcome(obj: _Object, key: str = "conclusion") -> RunStatus:
     return outcome
 
 
-def _progress(obj: _Object) -> RunStatus:
+def _progress(obj: Node) -> RunStatus:
     """A run's, job's or check's status: where it is until it completes, then how it ended."""
     status = obj.text("status")
     if status in _NOT_STARTED:
@@ -216,33 +101,33 @@ def _is_done(status: RunStatus) -> bool:
     return status not in ("queued", "in_progress")
 
 
-def _started_at(obj: _Object, key: str, status: RunStatus) -> datetime | None:
+def _started_at(obj: Node, key: str, status: RunStatus) -> datetime | None:
     # GitHub fills the start time of a queued run or job with its creation time; kept, it would read as a start
     # (and a queue time of zero) until the real start arrives, so it is only believed once the work has begun.
-    return None if status == "queued" else obj.optional_time(key)
+    return None if status == "queued" else obj.opt_time(key)
 
 
-def _failure_reason(obj: _Object, status: RunStatus) -> str | None:
+def _failure_reason(obj: Node, status: RunStatus) -> str | None:
     if not _is_done(status):
         return None
     conclusion = obj.text("conclusion")
     return None if conclusion in _NOT_FAILED else conclusion
 
 
-def _first_pr_number(obj: _Object) -> int | None:
-    pull_requests = obj.objects("pull_requests")
-    return pull_requests[0].number("number") if pull_requests else None
+def _first_pr_number(obj: Node) -> int | None:
+    pull_requests = obj.nodes("pull_requests")
+    return pull_requests[0].int32("number") if pull_requests else None
 
 
-def _login(obj: _Object, key: str) -> str | None:
-    user = obj.optional_obj(key)
-    return user.optional_text("login") if user is not None else None
+def _login(obj: Node, key: str) -> str | None:
+    user = obj.opt_node(key)
+    return user.opt_text("login") if user is not None else None
 
 
 # --- workflow runs and jobs -----------------------------------------------------------------------------------
 
 
-def _workflow_run_status(run: _Object) -> RunStatus:
+def _workflow_run_status(run: Node) -> RunStatus:
     # A run awaiting a maintainer's approval (a first-time contributor's pull request) is reported as completed
     # with conclusion action_required, yet it has not run; once approved the same run moves on to queued and
     # in_progress. Counting it a failure would inflate the failure rate and outrank the real outcome, so it waits.
@@ -251,18 +136,18 @@ def _workflow_run_status(run: _Object) -> RunStatus:
     return _progress(run)
 
 
-def _run(run: _Object, repository: _Object) -> PipelineRun:
+def _run(run: Node, repository: Node) -> PipelineRun:
     status = _workflow_run_status(run)
     with _refused_as_input_error(run):
         return PipelineRun(
             source=SOURCE,
             id=run.ident("id"),
-            attempt=run.optional_number("run_attempt", minimum=1) or 1,
+            attempt=run.opt_int32("run_attempt", minimum=1) or 1,
             repo=repository.text("full_name"),
-            workflow=run.optional_text("name") or run.text("path"),
+            workflow=run.opt_text("name") or run.text("path"),
             trigger=run.text("event"),
             branch=run.text("head_branch"),
-            default_branch=repository.optional_text("default_branch"),
+            default_branch=repository.opt_text("default_branch"),
             pr_number=_first_pr_number(run),
             sha=run.text("head_sha"),
             actor=_login(run, "triggering_actor") or _login(run, "actor"),
@@ -270,32 +155,32 @@ def _run(run: _Object, repository: _Object) -> PipelineRun:
             created_at=run.time("created_at"),
             started_at=_started_at(run, "run_started_at", status),
             finished_at=run.time("updated_at") if _is_done(status) else None,
-            url=run.optional_text("html_url"),
+            url=run.opt_text("html_url"),
         )
 
 
 def run_from_workflow_run(run: Mapping[str, Any], repository: Mapping[str, Any]) -> PipelineRun:
     """A workflow run (webhook ``workflow_run`` or REST ``GET …/actions/runs`` item) as a pipeline run."""
-    return _run(_Object(run, "workflow_run"), _Object(repository, "repository"))
+    return _run(Node(run, "workflow_run"), Node(repository, "repository"))
 
 
-def _job_created_at(job: _Object) -> datetime:
-    created_at = job.optional_time("created_at") or job.optional_time("started_at")
+def _job_created_at(job: Node) -> datetime:
+    created_at = job.opt_time("created_at") or job.opt_time("started_at")
     if created_at is None:
         raise InputError(f"{job.where('created_at')}: required field is missing (and so is started_at)")
     return created_at
 
 
-def _runner(job: _Object) -> list[str] | str | None:
+def _runner(job: Node) -> list[str] | str | None:
     labels = job.data.get("labels")
     if isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels):
         return list(labels)
     if labels not in (None, []):
         raise InputError(f"{job.where('labels')}: expected an array of strings")
-    return job.optional_text("runner_group_name")
+    return job.opt_text("runner_group_name")
 
 
-def _job(job: _Object) -> Job:
+def _job(job: Node) -> Job:
     status = _progress(job)
     with _refused_as_input_error(job):
         return Job(
@@ -305,7 +190,7 @@ def _job(job: _Object) -> Job:
             name=job.text("name"),
             runner=_runner(job),
             status=status,
-            attempt=job.optional_number("run_attempt", minimum=1),
+            attempt=job.opt_int32("run_attempt", minimum=1),
             created_at=_job_created_at(job),
             started_at=_started_at(job, "started_at", status),
             finished_at=job.time("completed_at") if _is_done(status) else None,
@@ -313,9 +198,9 @@ def _job(job: _Object) -> Job:
         )
 
 
-def _step(step: _Object, job_id: str) -> Step | None:
+def _step(step: Node, job_id: str) -> Step | None:
     """A step once it has both ends; a step still queued or running is left to a later delivery."""
-    started_at, finished_at = step.optional_time("started_at"), step.optional_time("completed_at")
+    started_at, finished_at = step.opt_time("started_at"), step.opt_time("completed_at")
     if started_at is None or finished_at is None:
         return None
     with _refused_as_input_error(step):
@@ -323,28 +208,28 @@ def _step(step: _Object, job_id: str) -> Step | None:
             source=SOURCE,
             job_id=job_id,
             name=step.text("name"),
-            number=step.number("number"),
+            number=step.int32("number"),
             status=_outcome(step),
             started_at=started_at,
             finished_at=finished_at,
         )
 
 
-def _job_events(job: _Object) -> list[Job | Step]:
+def _job_events(job: Node) -> list[Job | Step]:
     converted = _job(job)
-    steps = (_step(step, converted.id) for step in job.objects("steps"))
+    steps = (_step(step, converted.id) for step in job.nodes("steps"))
     return [converted, *(step for step in steps if step is not None)]
 
 
 def job_events(job: Mapping[str, Any]) -> list[Job | Step]:
     """A workflow job (webhook ``workflow_job`` or REST jobs item) and its completed steps."""
-    return _job_events(_Object(job, "workflow_job"))
+    return _job_events(Node(job, "workflow_job"))
 
 
 # --- deployments ----------------------------------------------------------------------------------------------
 
 
-def _service(deployment: _Object, repository: _Object) -> str:
+def _service(deployment: Node, repository: Node) -> str:
     # The deployment's free-form payload is where tools that deploy several services from one repo name them.
     payload = deployment.data.get("payload")
     if isinstance(payload, Mapping):
@@ -363,11 +248,11 @@ def _version(ref: str | None, sha: str) -> str | None:
     return ref if _VERSION_LIKE.fullmatch(ref) else None
 
 
-def _is_inactive(status: _Object) -> bool:
+def _is_inactive(status: Node) -> bool:
     return status.text("state") == "inactive"
 
 
-def _deployment_progress(status: _Object) -> tuple[DeploymentStatus, datetime | None]:
+def _deployment_progress(status: Node) -> tuple[DeploymentStatus, datetime | None]:
     state = status.text("state")
     progress = _DEPLOYMENT_STATES.get(state)
     if progress is None:
@@ -375,10 +260,10 @@ def _deployment_progress(status: _Object) -> tuple[DeploymentStatus, datetime | 
         raise InputError(f"{status.where('state')}: expected one of {', '.join(_DEPLOYMENT_STATES)}, got {state!r}")
     if progress == "in_progress":
         return progress, None
-    return progress, status.optional_time("created_at") or status.time("updated_at")
+    return progress, status.opt_time("created_at") or status.time("updated_at")
 
 
-def _deployment(deployment: _Object, repository: _Object, status: _Object | None) -> Deployment:
+def _deployment(deployment: Node, repository: Node, status: Node | None) -> Deployment:
     progress, finished_at = _deployment_progress(status) if status is not None else ("in_progress", None)
     sha = deployment.text("sha")
     with _refused_as_input_error(deployment):
@@ -388,9 +273,9 @@ def _deployment(deployment: _Object, repository: _Object, status: _Object | None
             service=_service(deployment, repository),
             environment=deployment.text("environment"),
             sha=sha,
-            version=_version(deployment.optional_text("ref"), sha),
+            version=_version(deployment.opt_text("ref"), sha),
             actor=_login(deployment, "creator"),
-            url=deployment.optional_text("url"),
+            url=deployment.opt_text("url"),
             started_at=deployment.time("created_at"),
             finished_at=finished_at,
             status=progress,
@@ -404,134 +289,134 @@ def deployment_event(
 
     An ``inactive`` status is refused: it marks a deployment superseded, so pass the latest other status instead.
     """
-    status_obj = _Object(status, "deployment_status") if status is not None else None
-    return _deployment(_Object(deployment, "deployment"), _Object(repository, "repository"), status_obj)
+    status_obj = Node(status, "deployment_status") if status is not None else None
+    return _deployment(Node(deployment, "deployment"), Node(repository, "repository"), status_obj)
 
 
 # --- pull requests and commits --------------------------------------------------------------------------------
 
 
-def _labels(pull_request: _Object) -> list[str] | None:
+def _labels(pull_request: Node) -> list[str] | None:
     if "labels" not in pull_request.data:
         return None
-    return [label.text("name") for label in pull_request.objects("labels")]
+    return [label.text("name") for label in pull_request.nodes("labels")]
 
 
-def _pull_request(pull_request: _Object, repository: _Object) -> PullRequest:
+def _pull_request(pull_request: Node, repository: Node) -> PullRequest:
     with _refused_as_input_error(pull_request):
         return PullRequest(
             source=SOURCE,
             repo=repository.text("full_name"),
-            number=pull_request.number("number"),
-            author=pull_request.obj("user").text("login"),
+            number=pull_request.int32("number"),
+            author=pull_request.node("user").text("login"),
             opened_at=pull_request.time("created_at"),
-            merged_at=pull_request.optional_time("merged_at"),
-            closed_at=pull_request.optional_time("closed_at"),
-            base_branch=pull_request.obj("base").text("ref"),
-            head_sha=pull_request.obj("head").optional_text("sha"),
+            merged_at=pull_request.opt_time("merged_at"),
+            closed_at=pull_request.opt_time("closed_at"),
+            base_branch=pull_request.node("base").text("ref"),
+            head_sha=pull_request.node("head").opt_text("sha"),
             labels=_labels(pull_request),
         )
 
 
 def pull_request_event(pull_request: Mapping[str, Any], repository: Mapping[str, Any]) -> PullRequest:
     """A pull request (webhook ``pull_request`` or REST pulls item)."""
-    return _pull_request(_Object(pull_request, "pull_request"), _Object(repository, "repository"))
+    return _pull_request(Node(pull_request, "pull_request"), Node(repository, "repository"))
 
 
-def _pushed_change(commit: _Object, repo: str) -> Change:
-    author = commit.optional_obj("author")
+def _pushed_change(commit: Node, repo: str) -> Change:
+    author = commit.opt_node("author")
     with _refused_as_input_error(commit):
         return Change(
             source=SOURCE,
             sha=commit.text("id"),
             repo=repo,
             authored_at=commit.time("timestamp"),
-            author=(author.optional_text("username") or author.optional_text("name")) if author else None,
-            message=commit.optional_text("message"),
+            author=(author.opt_text("username") or author.opt_text("name")) if author else None,
+            message=commit.opt_text("message"),
         )
 
 
-def _api_commit_author(commit: _Object, details: _Object) -> str | None:
+def _api_commit_author(commit: Node, details: Node) -> str | None:
     # The GitHub account when the commit's email maps to one, else the name recorded in the commit.
-    git_author = details.optional_obj("author")
-    return _login(commit, "author") or (git_author.optional_text("name") if git_author else None)
+    git_author = details.opt_node("author")
+    return _login(commit, "author") or (git_author.opt_text("name") if git_author else None)
 
 
 def change_from_api_commit(commit: Mapping[str, Any], repo: str) -> Change:
     """A commit as listed by ``GET /repos/{owner}/{repo}/commits``."""
-    item = _Object(commit, "commit")
-    details = item.obj("commit")
-    committer = details.optional_obj("committer")
+    item = Node(commit, "commit")
+    details = item.node("commit")
+    committer = details.opt_node("committer")
     with _refused_as_input_error(item):
         return Change(
             source=SOURCE,
             sha=item.text("sha"),
             repo=repo,
-            authored_at=details.obj("author").time("date"),
-            committed_at=committer.optional_time("date") if committer else None,
+            authored_at=details.node("author").time("date"),
+            committed_at=committer.opt_time("date") if committer else None,
             author=_api_commit_author(item, details),
-            message=details.optional_text("message"),
+            message=details.opt_text("message"),
         )
 
 
 # --- deliveries -----------------------------------------------------------------------------------------------
 
 
-def _on_workflow_run(payload: _Object) -> list[Event]:
-    return [_run(payload.obj("workflow_run"), payload.obj("repository"))]
+def _on_workflow_run(payload: Node) -> list[Event]:
+    return [_run(payload.node("workflow_run"), payload.node("repository"))]
 
 
-def _on_workflow_job(payload: _Object) -> list[Event]:
-    return list(_job_events(payload.obj("workflow_job")))
+def _on_workflow_job(payload: Node) -> list[Event]:
+    return list(_job_events(payload.node("workflow_job")))
 
 
-def _on_deployment(payload: _Object) -> list[Event]:
-    return [_deployment(payload.obj("deployment"), payload.obj("repository"), None)]
+def _on_deployment(payload: Node) -> list[Event]:
+    return [_deployment(payload.node("deployment"), payload.node("repository"), None)]
 
 
-def _on_deployment_status(payload: _Object) -> list[Event]:
-    status = payload.obj("deployment_status")
+def _on_deployment_status(payload: Node) -> list[Event]:
+    status = payload.node("deployment_status")
     if _is_inactive(status):
         # GitHub marks earlier deployments inactive when a newer one to the same environment succeeds: that says
         # nothing about how they went, and turning it into a status would overwrite their real outcome.
         return []
-    return [_deployment(payload.obj("deployment"), payload.obj("repository"), status)]
+    return [_deployment(payload.node("deployment"), payload.node("repository"), status)]
 
 
-def _on_pull_request(payload: _Object) -> list[Event]:
-    return [_pull_request(payload.obj("pull_request"), payload.obj("repository"))]
+def _on_pull_request(payload: Node) -> list[Event]:
+    return [_pull_request(payload.node("pull_request"), payload.node("repository"))]
 
 
-def _on_push(payload: _Object) -> list[Event]:
+def _on_push(payload: Node) -> list[Event]:
     # A deleted branch or tag carries no commits to record; a tag push lists none either (its commit came before).
     if payload.data.get("deleted") is True:
         return []
-    repo = payload.obj("repository").text("full_name")
-    return [_pushed_change(commit, repo) for commit in payload.objects("commits")]
+    repo = payload.node("repository").text("full_name")
+    return [_pushed_change(commit, repo) for commit in payload.nodes("commits")]
 
 
-def _from_github_actions(check: _Object) -> bool:
+def _from_github_actions(check: Node) -> bool:
     # GitHub Actions reports every workflow run as a check suite and every job as a check run; workflow_run and
     # workflow_job deliveries already describe them in more detail, so these would only be duplicates.
-    app = check.optional_obj("app")
+    app = check.opt_node("app")
     return app is not None and app.data.get("slug") == _GITHUB_ACTIONS_APP
 
 
-def _on_check_suite(payload: _Object) -> list[Event]:
-    suite = payload.obj("check_suite")
+def _on_check_suite(payload: Node) -> list[Event]:
+    suite = payload.node("check_suite")
     if _from_github_actions(suite):
         return []
-    repository = payload.obj("repository")
+    repository = payload.node("repository")
     status = _progress(suite)
     with _refused_as_input_error(suite):
         run = PipelineRun(
             source=SOURCE,
             id=f"check_suite:{suite.ident('id')}",
             repo=repository.text("full_name"),
-            workflow=suite.obj("app").text("name"),
+            workflow=suite.node("app").text("name"),
             trigger="check_suite",
             branch=suite.text("head_branch"),
-            default_branch=repository.optional_text("default_branch"),
+            default_branch=repository.opt_text("default_branch"),
             pr_number=_first_pr_number(suite),
             sha=suite.text("head_sha"),
             status=status,
@@ -541,8 +426,8 @@ def _on_check_suite(payload: _Object) -> list[Event]:
     return [run]
 
 
-def _on_check_run(payload: _Object) -> list[Event]:
-    check = payload.obj("check_run")
+def _on_check_run(payload: Node) -> list[Event]:
+    check = payload.node("check_run")
     if _from_github_actions(check):
         return []
     status = _progress(check)
@@ -550,7 +435,7 @@ def _on_check_run(payload: _Object) -> list[Event]:
         job = Job(
             source=SOURCE,
             id=f"check_run:{check.ident('id')}",
-            run_id=f"check_suite:{check.obj('check_suite').ident('id')}",
+            run_id=f"check_suite:{check.node('check_suite').ident('id')}",
             name=check.text("name"),
             status=status,
             created_at=check.time("started_at"),
@@ -561,11 +446,11 @@ def _on_check_run(payload: _Object) -> list[Event]:
     return [job]
 
 
-def _on_ping(payload: _Object) -> list[Event]:
+def _on_ping(payload: Node) -> list[Event]:
     return []  # sent once when a webhook is set up: nothing happened yet
 
 
-_HANDLERS: Mapping[str, Callable[[_Object], list[Event]]] = {
+_HANDLERS: Mapping[str, Callable[[Node], list[Event]]] = {
     "workflow_run": _on_workflow_run,
     "workflow_job": _on_workflow_job,
     "deployment": _on_deployment,
@@ -589,4 +474,4 @@ def parse_delivery(event: str, payload: Mapping[str, Any]) -> list[Event]:
     handler = _HANDLERS.get(event)
     if handler is None:
         return []
-    return handler(_Object(payload, ""))
+    return handler(Node(payload, ""))

@@ -20,37 +20,65 @@ def holds_nul(json_text: bytes) -> bool:
     return b"\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None
 
 
+MAX_INT32 = 2**31 - 1
+
+
 def iso_timestamp(value: str, field: str) -> datetime:
     """An ISO 8601 timestamp with a UTC offset ('Z' included); a time without one is refused (DESIGN.md §2)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InputError(f"{field}: expected an ISO 8601 timestamp, got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise InputError(f"{field}: timestamp {value!r} has no UTC offset")
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InputError(f"{field}: expected an ISO 8601 timestamp with a UTC offset, got {value!r}")
     return parsed
 
 
+def described(value: object) -> str:
+    """A value as a refusal shows it: a container by its JSON kind, anything else as sent (cut short)."""
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 class Node:
-    """A JSON object and its path from the payload root, so each error can name the field that is wrong."""
+    """A JSON object and its path from the payload root, so each error can name the field that is wrong. The one
+    reader of every vendor payload; a source whose timestamps differ overrides ``parse_time``."""
 
     __slots__ = ("data", "path")
     parse_time: Callable[[str, str], datetime] = staticmethod(iso_timestamp)
 
-    def __init__(self, data: Mapping[str, Any], path: str = "") -> None:
-        self.data = data
+    def __init__(self, data: object, path: str = "") -> None:
+        if not isinstance(data, Mapping):
+            raise InputError(f"{path or 'payload'}: expected an object, got {described(data)}")
+        self.data: Mapping[str, Any] = data
         self.path = path
 
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
     def _missing(self, key: str) -> InputError:
         return InputError(f"{self.where(key)}: required field is missing")
 
+    def _required(self, key: str) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            raise self._missing(key)
+        return value
+
     def _wrong(self, key: str, expected: str) -> InputError:
-        return InputError(f"{self.where(key)}: expected {expected}, got {self.data[key]!r}")
+        return InputError(f"{self.where(key)}: expected {expected}, got {described(self.data.get(key))}")
 
     def opt_text(self, key: str) -> str | None:
+        """A string, or None when it is missing, null or empty (vendors send all three for 'not set')."""
         value = self.data.get(key)
         if value is None or value == "":
             return None
@@ -59,9 +87,11 @@ class Node:
         return value
 
     def text(self, key: str) -> str:
-        value = self.opt_text(key)
-        if value is None:
-            raise self._missing(key)
+        value = self._required(key)
+        if not isinstance(value, str):
+            raise self._wrong(key, "a string")
+        if not value:
+            raise InputError(f"{self.where(key)}: expected a non-empty string")
         return value
 
     def opt_integer(self, key: str) -> int | None:
@@ -78,12 +108,24 @@ class Node:
             raise self._missing(key)
         return value
 
+    def int32(self, key: str, minimum: int = 0) -> int:
+        """An integer the store keeps in 32 bits (numbers, attempts, counts), from ``minimum`` up."""
+        value = self.integer(key)
+        if not minimum <= value <= MAX_INT32:
+            raise InputError(f"{self.where(key)}: expected an integer from {minimum} to {MAX_INT32}, got {value}")
+        return value
+
+    def opt_int32(self, key: str, minimum: int = 0) -> int | None:
+        return self.int32(key, minimum) if self.has(key) else None
+
     def ident(self, key: str) -> str:
-        """An id: vendors send integers or strings, canonical ids are strings."""
-        value = self.data.get(key)
+        """An id: vendors send numbers or strings, canonical ids are strings."""
+        value = self._required(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        return self.text(key)
+        if isinstance(value, str) and value:
+            return value
+        raise self._wrong(key, "a numeric or string id")
 
     def opt_seconds(self, key: str) -> float | None:
         value = self.data.get(key)
@@ -108,38 +150,24 @@ class Node:
         return value
 
     def opt_node(self, key: str) -> Self | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            raise self._wrong(key, "an object")
-        return type(self)(value, self.where(key))
+        return self.node(key) if self.has(key) else None
 
     def node(self, key: str) -> Self:
-        value = self.opt_node(key)
-        if value is None:
-            raise self._missing(key)
-        return value
+        return type(self)(self._required(key), self.where(key))
 
     def nodes(self, key: str) -> list[Self]:
-        """The objects of a list field; an absent or null list is empty."""
+        """The objects of an array field; an absent or null array is empty."""
         value = self.data.get(key)
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self._wrong(key, "a list")
-        nodes = []
-        for index, item in enumerate(value):
-            path = f"{self.where(key)}[{index}]"
-            if not isinstance(item, Mapping):
-                raise InputError(f"{path}: expected an object, got {item!r}")
-            nodes.append(type(self)(item, path))
-        return nodes
+            raise self._wrong(key, "an array")
+        return [type(self)(item, f"{self.where(key)}[{index}]") for index, item in enumerate(value)]
 
     def opt_texts(self, key: str) -> list[str] | None:
         value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self._wrong(key, "a list of strings")
+            raise self._wrong(key, "an array of strings")
         return list(value)
