@@ -4,7 +4,8 @@ Loads the demo dataset (``shipscope demo``, 90 days by default) into a fresh Duc
 a fresh PostgreSQL database, serves it with ``shipscope serve``, and requests every dashboard page over HTTP. The
 server time of a page is its ``Server-Timing`` header (parsing the URL, the metric functions, rendering the
 template); the wall time is the whole request on loopback. Each page is asked for once to warm the server, then
-``--repeat`` times; medians are printed as a Markdown table (bench/README.md keeps the latest).
+``--repeat`` times; the median and the slowest server time (and the median wall time) are printed as a Markdown
+table (bench/README.md keeps the latest). An aim holds "in every run" only if the slowest is under it.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def _load(db_url: str, days: int) -> float:
     return time.perf_counter() - started
 
 
-def _timings(base: str, repeat: int) -> dict[str, tuple[float, float]]:
-    """Per page: the median server time and the median wall time, in milliseconds."""
+def _timings(base: str, repeat: int) -> dict[str, tuple[float, float, float]]:
+    """Per page: the median and the slowest server time and the median wall time, in milliseconds."""
     results = {}
     with httpx.Client(base_url=base, timeout=60) as client:
         deployment = re.search(r'href="(/deployments/[^"?]+)', client.get("/deployments").text)
@@ -66,7 +67,7 @@ def _timings(base: str, repeat: int) -> dict[str, tuple[float, float]]:
                 timing = re.search(r"dur=([\d.]+)", answer.headers["server-timing"])
                 assert timing, page
                 server.append(float(timing.group(1)))
-            results[page] = (statistics.median(server), statistics.median(wall))
+            results[page] = (statistics.median(server), max(server), statistics.median(wall))
     return results
 
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--skip-pg", action="store_true")
     options = parser.parse_args()
 
-    backends: dict[str, dict[str, tuple[float, float]]] = {}
+    backends: dict[str, dict[str, tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as directory:
         duck = f"duckdb:///{Path(directory) / 'demo.duckdb'}"
         print(f"loading {options.days} demo days into DuckDB: {_load(duck, options.days):.1f} s", file=sys.stderr)
@@ -100,10 +101,13 @@ def main() -> None:
             admin.dispose()
 
     names = list(backends)
-    print("| page | " + " | ".join(f"{name} server (wall) ms" for name in names) + " |")
+    print("| page | " + " | ".join(f"{name} server median / slowest (wall) ms" for name in names) + " |")
     print("|---|" + "---|" * len(names))
     for page in backends["DuckDB"]:
-        cells = [f"{backends[name][page][0]:.0f} ({backends[name][page][1]:.0f})" for name in names]
+        cells = [
+            f"{median:.0f} / {slowest:.0f} ({wall:.0f})"
+            for median, slowest, wall in (backends[name][page] for name in names)
+        ]
         shown = re.sub(r"/deployments/.+", "/deployments/{id}", page)
         print(f"| `{shown}` | " + " | ".join(cells) + " |")
 

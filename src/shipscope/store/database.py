@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from duckdb_engine import Dialect as DuckDBDialect
 from sqlalchemy.dialects import postgresql
 
 from shipscope.config import DEFAULT_STAGE_PATTERNS
@@ -36,6 +37,17 @@ Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
 """(kind, body, headers) → events: turns a journaled payload back into events, for reprocess."""
 
 
+class CachingDuckDBDialect(DuckDBDialect):
+    """duckdb_engine's dialect with SQLAlchemy's compiled-statement cache on. It turns the cache off only to silence
+    SQLAlchemy's warning for dialects not yet tested with it; the dialect is PostgreSQL's, which caches, and shipscope
+    defines no SQL constructs of its own. Without it each statement is compiled anew, ≈ 50 ms of an overview."""
+
+    supports_statement_cache = True
+
+
+sa.dialects.registry.register("duckdb.shipscope", __name__, CachingDuckDBDialect.__name__)
+
+
 def create_engine(url: str, *, duckdb_memory_limit: str | None = None) -> sa.Engine:
     """An engine for a ``duckdb:///…`` or ``postgresql+psycopg://…`` URL, sessions in UTC."""
     try:
@@ -43,7 +55,7 @@ def create_engine(url: str, *, duckdb_memory_limit: str | None = None) -> sa.Eng
     except sa.exc.ArgumentError as error:
         raise StoreError(f"invalid database URL {url!r}: {error}") from error
     if parsed.get_backend_name() == "duckdb":
-        engine = sa.create_engine(parsed)
+        engine = sa.create_engine(parsed.set(drivername="duckdb+shipscope"))
 
         @sa.event.listens_for(engine, "connect")
         def configure(dbapi_connection: Any, connection_record: Any) -> None:
@@ -177,9 +189,8 @@ class Store:
                     + (f", pid {lock.group('pid')})" if lock.group("pid") else ")"),
                     hint="stop that process, or let the shipscope server that holds it take the request",
                 ) from error
-            raise StoreError(
-                f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}: {_first_line(error)}"
-            ) from error
+            shown = sa.make_url(self.url).render_as_string(hide_password=True)
+            raise StoreError(f"cannot open the database {shown}: {_first_line(error)}") from error
 
     def revision(self) -> str | None:
         with self.connect() as connection:
