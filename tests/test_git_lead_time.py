@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from shipscope.cli.main import app
 from shipscope.metrics.common import Filters, Window
-from shipscope.metrics.dora import dora_report
+from shipscope.metrics.dora import DoraView, dora_report, dora_reports
 from shipscope.store import Store
 from tests.factories import delivery, deployment
 
@@ -137,6 +137,15 @@ def test_lead_time_counts_exactly_what_git_rev_list_lists(
         )
         window = Window(START, releases[-1][2] + timedelta(days=1))
         report = dora_report(store, window, Filters(service="app"))
+        # Windows starting mid-history read the earlier deploys from one load of the widest: the same reports.
+        later = [Window(at - timedelta(hours=1), window.until) for _, _, at in releases[3::4]]
+        views = [DoraView(window), *(DoraView(each, "week", per_service=False) for each in later)]
+        shared = dora_reports(store, views, Filters(service="app"))
+        alone = [
+            dora_report(store, v.window, Filters(service="app"), trend=v.trend, per_service=v.per_service)
+            for v in views
+        ]
+        assert [each.to_json(explain=True) for each in shared] == [each.to_json(explain=True) for each in alone]
     finally:
         store.close()
     measured: dict[str, list[float]] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from shipscope.demo import DORA_TIERS, generate
 from shipscope.errors import InputError
 from shipscope.metrics.common import Filters, MetricsConfig, Window
-from shipscope.metrics.dora import PRESETS, SHIPSCOPE, dora_report, tier_for
+from shipscope.metrics.dora import PRESETS, SHIPSCOPE, DoraView, dora_report, dora_reports, tier_for
 from shipscope.store import Store
 from tests.factories import delivery, deployment, run
 
@@ -745,3 +745,33 @@ def test_demo_data_spans_the_tiers(store: Store, demo_events: list[dict[str, Any
     assert [point["month"] for point in shape["overall"]["trend"]] == ["2026-08", "2026-09", "2026-10"]
     # Pages left open at the end of the demo (search, ledger) stay unresolved unless a later deploy recovered them.
     assert shape["overall"]["recovery_time"]["unresolved"] >= 1
+
+
+@pytest.mark.slow
+def test_reports_sharing_one_load_equal_reports_made_alone(store: Store, demo_events: list[dict[str, Any]]) -> None:
+    """The overview asks for the window and its twelve-week trend at once: each report is the one made alone, under
+    every definitions preset, with and without filters, for windows starting before and after each other."""
+    events = iter(demo_events)
+    while chunk := list(itertools.islice(events, 5000)):
+        store.ingest([delivery(event) for event in chunk])
+    until = DEMO_WINDOW.until
+    views = [
+        DoraView(Window(datetime(2026, 10, 2, tzinfo=UTC), until)),
+        DoraView(Window(datetime(2026, 8, 10, tzinfo=UTC), until), "week", per_service=False),
+        DoraView(Window(datetime(2026, 9, 14, 13, tzinfo=UTC), until), "week"),
+    ]
+    for filters in (Filters(), Filters(repo="acme/payments"), Filters(service="ledger")):
+        for preset in PRESETS:
+            shared = dora_reports(store, views, filters, definitions=preset)
+            alone = [
+                dora_report(
+                    store, view.window, filters, definitions=preset, trend=view.trend, per_service=view.per_service
+                )
+                for view in views
+            ]
+            assert shared[1].overall.deployment_frequency.deployments > 0
+            assert [report.to_json(explain=True) for report in shared] == [
+                report.to_json(explain=True) for report in alone
+            ], (filters, preset)
+    with pytest.raises(ValueError, match="same moment"):
+        dora_reports(store, [views[0], DoraView(Window(DEMO_WINDOW.since, until - timedelta(days=1)))])

@@ -1617,6 +1617,14 @@ def _metrics(
 # ----- entry point -----------------------------------------------------------------------------------------------
 
 
+class DoraView(NamedTuple):
+    """One report ``dora_reports`` answers: its window, its trend's period, and whether it has per-service parts."""
+
+    window: Window
+    trend: TrendPeriod = "month"
+    per_service: bool = True
+
+
 def dora_report(
     store: Store,
     window: Window,
@@ -1628,16 +1636,51 @@ def dora_report(
 ) -> DoraReport:
     """The four keys over ``window``, overall and per service, by the named definitions (see the module doc), with
     a ``trend`` by calendar month or by ISO week; ``per_service=False`` leaves ``services`` empty (overall only)."""
+    (report,) = dora_reports(store, [DoraView(window, trend, per_service)], filters, config, definitions)
+    return report
+
+
+def dora_reports(
+    store: Store,
+    views: Sequence[DoraView],
+    filters: Filters = NO_FILTERS,
+    config: MetricsConfig = DEFAULT_CONFIG,
+    definitions: str = "shipscope",
+) -> list[DoraReport]:
+    """``dora_report`` for several windows ending at the same moment, from one load of the widest.
+
+    A deployment's failure signals, shipped changes and recoveries do not depend on where the window starts: what
+    comes before the start is read either from the loaded deploys or from the "before" answers of
+    ``_load_deploys`` and ``_load_history``, and the incidents linked by time that open before a window's start
+    link to deploys before it. So each window's outcomes are the widest window's that finished inside it."""
+    until = {view.window.until for view in views}
+    if len(until) != 1:
+        raise ValueError("the windows of dora_reports must end at the same moment")
+    span = Window(min(view.window.since for view in views), until.pop())
     chosen = _definitions(definitions)
     environments = _production_environments(store, config, filters)
     recovery_incidents: list[_Incident] = []
     if environments:
-        data = _load(store, window, filters, config, chosen, environments)
-        outcomes = _outcomes(data, window, chosen)
+        data = _load(store, span, filters, config, chosen, environments)
+        outcomes = _outcomes(data, span, chosen)
         recovery_incidents = data.recovery_incidents
     else:
         teams_members(config, filters.team)  # an unknown team is an error even with nothing to report
         outcomes = []
+    for outcome in outcomes:
+        outcome.leads = _measure(outcome, filters.repo, chosen)
+    return [_report(view, outcomes, recovery_incidents, filters, chosen) for view in views]
+
+
+def _report(
+    view: DoraView,
+    loaded: Sequence[_Outcome],
+    recovery_incidents: Sequence[_Incident],
+    filters: Filters,
+    chosen: DoraDefinitions,
+) -> DoraReport:
+    window = view.window
+    outcomes = [outcome for outcome in loaded if window.since <= outcome.deploy.finished_at]
     if chosen.recovery_samples == "failures":
         samples = [
             _Sample(outcome.deploy.service, outcome.deploy.finished_at, record)
@@ -1645,7 +1688,10 @@ def dora_report(
             for record in outcome.recoveries
         ]
     else:
-        samples = _incident_samples(recovery_incidents, outcomes, chosen)
+        # Loaded for the widest window: those opened (or resolved) in this one.
+        moment = attrgetter("resolved_at" if chosen.recovery_samples == "incidents_resolved" else "opened_at")
+        incidents = [incident for incident in recovery_incidents if moment(incident) >= window.since]
+        samples = _incident_samples(incidents, outcomes, chosen)
     if filters.repo is not None:
         shipping = {
             outcome.deploy.service
@@ -1655,20 +1701,18 @@ def dora_report(
         outcomes = [outcome for outcome in outcomes if outcome.deploy.service in shipping]
         samples = [sample for sample in samples if sample.service in shipping]
     by_service: dict[str, list[_Outcome]] = defaultdict(list)
-    for outcome in outcomes:
-        outcome.leads = _measure(outcome, filters.repo, chosen)
-        by_service[outcome.deploy.service].append(outcome)
     samples_by_service: dict[str, list[_Sample]] = defaultdict(list)
-    for sample in samples:
-        samples_by_service[sample.service].append(sample)
+    if view.per_service:
+        for outcome in outcomes:
+            by_service[outcome.deploy.service].append(outcome)
+        for sample in samples:
+            samples_by_service[sample.service].append(sample)
     return DoraReport(
         window,
         chosen,
-        _metrics(outcomes, samples, window, chosen, trend),
+        _metrics(outcomes, samples, window, chosen, view.trend),
         {
-            name: _metrics(by_service[name], samples_by_service[name], window, chosen, trend)
+            name: _metrics(by_service[name], samples_by_service[name], window, chosen, view.trend)
             for name in sorted(by_service)
-        }
-        if per_service
-        else {},
+        },
     )
