@@ -170,7 +170,7 @@ def generators(runs: int, jobs_per_run: int, deployments: int) -> dict[str, str]
                    {at(f"c * {change_step} - 600 - 259200 * pow({u('c', 20)}, 3)")},
                    {at(f"c * {change_step} - 300 - 259200 * pow({u('c', 20)}, 3)")},
                    'dev' || (c % 40), (c // 5 // {REPOS} + 1)::INTEGER, 'change ' || c,
-                   CASE WHEN {u("c", 21)} < 0.9 THEN 'deploy-' || least(c // 5 + 1, {deployments - 1}) END, 0
+                   CASE WHEN {u("c", 21)} < 0.9 THEN 'deploy-' || least(c // 5 + 1, {deployments - 1}) END, NULL, 0
             FROM range({changes}) t(c)
         """,
         "pull_requests": f"""
@@ -311,9 +311,18 @@ def main() -> None:
         action="store_true",
         help="time the data an earlier run left at --duckdb and --pg (with --keep-pg) instead of loading it again",
     )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds instead of the shipscope command's",
+    )
     args = parser.parse_args()
     if args.reuse and args.duckdb is None:
         parser.error("--reuse needs --duckdb")
+    if not args.default_gc:
+        from shipscope.runtime import tune_collector
+
+        tune_collector()
 
     sql = generators(args.runs, args.jobs_per_run, args.deployments)
     window = Window(END - timedelta(days=30), END)

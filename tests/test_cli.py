@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shipscope.cli.main import app
+from shipscope.runtime import GC_YOUNG_THRESHOLD
 from shipscope.server_state import state_path
 from shipscope.store import Store, schema
 from shipscope.store.migrate import head_revision
@@ -343,3 +345,15 @@ def test_lint_workflows_reports_and_stores(db_url: str) -> None:
         store.close()
     assert stored["kind"] == "workflow_complexity"
     assert orjson.loads(stored["details"])["jobs"] == 3
+
+
+def test_every_command_collects_young_garbage_less_often(tmp_path: Path) -> None:
+    """Reports and imports allocate hundreds of thousands of acyclic tuples; the command raises the threshold."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        result = runner.invoke(app, ["db", "upgrade", "--db", f"duckdb:///{tmp_path / 'gc.duckdb'}"])
+        assert result.exit_code == 0, result.output
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*before)

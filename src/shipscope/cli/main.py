@@ -34,6 +34,7 @@ from shipscope.importer import RecordSink, ServerSink, StoreSink, import_records
 from shipscope.ingest import IngestReport, Rejection
 from shipscope.ingest.generic import stream_records
 from shipscope.ingest.registry import decode
+from shipscope.runtime import freeze_startup, tune_collector
 from shipscope.store import Store, duckdb_path
 from shipscope.store.retention import Retention
 
@@ -55,6 +56,11 @@ exporters.register(app)
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(incident_app, name="incident")
 app.command("gameday")(gameday_command)
+
+
+@app.callback()
+def _process() -> None:
+    tune_collector()
 
 
 class ImportFormat(StrEnum):
@@ -272,6 +278,7 @@ def serve(
     url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     if path:
         write_state(path, f"http://{url_host}:{settings.port}")
+    freeze_startup()
     try:
         server.run()
     finally:
