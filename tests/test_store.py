@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 
 from shipscope.errors import InputError, StoreError
 from shipscope.ingest.registry import decode
+from shipscope.metrics.common import Window
+from shipscope.metrics.pipelines import pipeline_report
 from shipscope.store import Store, schema
 from shipscope.store.migrate import downgrade, head_revision
 from tests.factories import delivery, deployment, run
@@ -290,3 +293,25 @@ def test_test_cases_of_matrix_jobs_without_a_job_id_do_not_collide(store: Store)
     store.ingest([delivery(linux), delivery(macos), delivery(linux)])  # the linux report sent twice
     rows = store.rows(schema.test_cases)
     assert sorted((row["duration_seconds"], row["outcome"]) for row in rows) == [(0.41, "passed"), (1.93, "failed")]
+
+
+@pytest.mark.parametrize("url", ["duckdb:///:memory:", "duckdb://"])
+def test_an_in_memory_duckdb_is_one_database_for_every_thread(url: str) -> None:
+    """Reports read in several threads, each on a pooled connection; in memory they must all see the one database,
+    and two stores in memory are two databases."""
+    store, other = Store(url), Store(url)
+    try:
+        store.upgrade()
+        store.ingest([delivery(run("r1"))])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            counts = [
+                pool.submit(store.query, sa.select(sa.func.count()).select_from(schema.pipeline_runs)) for _ in range(4)
+            ]
+            assert [done.result()[0]["count_1"] for done in counts] == [1, 1, 1, 1]
+        report = pipeline_report(store, Window(datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)))
+        assert [(rate.repo, rate.succeeded) for rate in report.failure_rate] == [("acme/shop", 1)]
+        with pytest.raises(sa.exc.ProgrammingError, match="pipeline_runs does not exist"):
+            other.query(sa.select(sa.func.count()).select_from(schema.pipeline_runs))
+    finally:
+        store.close()
+        other.close()

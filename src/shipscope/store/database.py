@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ def create_engine(url: str, *, duckdb_memory_limit: str | None = None) -> sa.Eng
     except sa.exc.ArgumentError as error:
         raise StoreError(f"invalid database URL {url!r}: {error}") from error
     if parsed.get_backend_name() == "duckdb":
+        if parsed.database in (None, "", ":memory:"):
+            # Each connection to ":memory:" opens a database of its own; a named one is shared by the pool's
+            # connections, as a file is (reports read in several threads).
+            parsed = parsed.set(database=f":memory:shipscope-{uuid.uuid4().hex}")
         engine = sa.create_engine(parsed.set(drivername="duckdb+shipscope"))
 
         @sa.event.listens_for(engine, "connect")
