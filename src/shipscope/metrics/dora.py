@@ -630,7 +630,8 @@ class _Change(NamedTuple):
     """Only a revert's message (the rest are not needed)."""
     deployment_id: str | None
     started_at: datetime
-    """The pull request's first commit's authored_at, or the change's own."""
+    """The pull request's first commit's authored_at, or the change's own; naive UTC, as both times are read (a
+    deployment's lead times subtract them from its own time made naive once, rather than each made aware)."""
     authored_at: datetime
 
 
@@ -814,7 +815,7 @@ def _load_history(
     first: dict[tuple[str, int], datetime] = {}
     for row in rows:
         if row[3] is not None:
-            authored = _aware(row[6])
+            authored = row[6]
             key = (row[0], row[3])
             first[key] = min(first.get(key, authored), authored)
     parents: dict[str, tuple[str, ...]] = {}
@@ -822,10 +823,9 @@ def _load_history(
     for repo, sha, listed, number, message, deployment_id, authored_at in rows:
         parents[sha] = tuple(orjson.loads(listed))
         if deployment_id is None:
-            authored = _aware(authored_at)
-            started = first.get((repo, number), authored) if number is not None else authored
+            started = first.get((repo, number), authored_at) if number is not None else authored_at
             revert = message if message and _REVERT_MARK in message else None
-            commits[sha] = _Change(repo, sha, number, revert, None, started, authored)
+            commits[sha] = _Change(repo, sha, number, revert, None, started, authored_at)
     last_before = (
         sa.select(_deployments.c.service, sa.func.max(_deployments.c.finished_at).label("finished_at"))
         .where(*scope, _deployments.c.status == "success", _deployments.c.finished_at < cutoff)
@@ -975,7 +975,7 @@ def _load_changes(
             *hotfix_columns,
         ).select_from(joined)
     )
-    changes = [_Change(row[0], row[1], row[2], row[3], row[4], _aware(row[5]), _aware(row[6])) for row in rows]
+    changes = [_Change(*row[:7]) for row in rows]
     hotfix_prs: set[tuple[str, int]] = set()
     if hotfix_patterns:
         judged: set[tuple[str, int]] = set()
@@ -1384,6 +1384,7 @@ def _measure(outcome: _Outcome, repo: str | None, definitions: DoraDefinitions) 
     if not outcome.measured and definitions.lead_time_needs_previous:
         return []
     deploy = outcome.deploy
+    finished = deploy.finished_at.replace(tzinfo=None)  # naive UTC, as the changes' times
     records = []
     for change in sorted(outcome.shipped, key=_CHANGE_ORDER):
         if repo is not None and change.repo != repo:
@@ -1391,7 +1392,7 @@ def _measure(outcome: _Outcome, repo: str | None, definitions: DoraDefinitions) 
         if definitions.lead_time_per == "pull_request" and change.pr_number is None:
             continue
         start = change.started_at if definitions.lead_time_start == "first_commit" else change.authored_at
-        seconds = _truncate((deploy.finished_at - start).total_seconds(), definitions.lead_time_unit)
+        seconds = _truncate((finished - start).total_seconds(), definitions.lead_time_unit)
         if definitions.lead_time_positive_only and seconds <= 0:
             continue
         records.append(
