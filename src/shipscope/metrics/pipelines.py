@@ -367,7 +367,7 @@ def pipeline_report(
 
     The parts are independent statements, so three run at a time, the slowest first: the database does the work
     with Python's lock released, and no one statement keeps both cores busy throughout (at 1,000,000 runs on
-    DuckDB, 2 cores: 420 ms against 610 ms one after another)."""
+    DuckDB, 2 cores: 317 ms against 394 ms one after another, bench/README.md)."""
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pipeline-report") as pool:
         arguments = (store, window, filters, config)
         failure_rate = pool.submit(failure_rates, *arguments)
