@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from shipscope.cli.main import app
+from shipscope.deploy.context import DeployInfo
+from shipscope.deploy.ledger import StoreLedger
+from shipscope.deploy.rollback import RollbackOptions, roll_back
 from shipscope.store import Store
 from tests.factories import delivery
 from tests.vendors import VendorServer
@@ -209,3 +213,19 @@ def test_dry_run_and_bad_input(db: str) -> None:
     assert unknown.exit_code == 4 and "expected one of gitops, argocd" in unknown.stderr
     incomplete = runner.invoke(app, ["deploy", "rollback", *WHERE, "--db", db, "--strategy", "helm"])
     assert incomplete.exit_code == 4 and "the helm rollback needs --release" in incomplete.stderr
+
+
+def test_two_rollbacks_in_one_second_are_both_recorded(db: str) -> None:
+    info = DeployInfo(service="checkout", environment="production", id="deploy-2", sha="2" * 40)
+    options = RollbackOptions(strategy="command", command=("false",))
+    store = Store(db)
+    try:
+        ids = [
+            roll_back(info, options, StoreLedger(store), of="deploy-2", at=at, clock=lambda at=at: at).rollback.id
+            for at in (datetime(2026, 11, 2, 11, 0, 0, 100_000, UTC), datetime(2026, 11, 2, 11, 0, 0, 900_000, UTC))
+        ]
+    finally:
+        store.close()
+    assert ids == ["rollback-deploy-2-20261102T110000100000Z", "rollback-deploy-2-20261102T110000900000Z"]
+    recorded = _deployments(db)
+    assert [recorded[identifier]["status"] for identifier in ids] == ["failure", "failure"]

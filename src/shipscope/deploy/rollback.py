@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -282,7 +282,8 @@ def roll_back(
     rolled_back, target = history(ledger, info.service, info.environment, of)
     rollback = info.with_kind(
         "rollback",
-        id=f"rollback-{(rolled_back or {}).get('id', info.id)}-{int(at.timestamp())}",
+        # To the microsecond: two rollbacks of one deploy in the same second are two records, not one overwritten.
+        id=f"rollback-{(rolled_back or {}).get('id', info.id)}-{at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}",
         rollback_of=rolled_back["id"] if rolled_back else None,
     )
     if target is not None:
