@@ -4,6 +4,7 @@ one failing request does not fail the others."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -41,6 +42,23 @@ def test_concurrent_requests_share_commits_and_see_their_rows(store: Store) -> N
     assert answers == [[True]] * 20
     assert len(store.rows(schema.pipeline_runs)) == 20
     assert commits < 20
+
+
+def test_a_lone_requester_does_not_wait_out_the_gather_window(store: Store) -> None:
+    writer = GroupCommitWriter(store, gather_seconds=1.0)
+    try:
+        # Nothing is known of the load yet: the first write waits the window for others to join it.
+        started = time.monotonic()
+        writer.submit([delivery(run("r0"))]).result(timeout=30)
+        assert time.monotonic() - started >= 1.0
+        # Every commit since answered one request: the next lone write commits at once.
+        for index in range(1, 4):
+            started = time.monotonic()
+            assert writer.submit([delivery(run(f"r{index}"))]).result(timeout=30) == [True]
+            assert time.monotonic() - started < 0.5
+    finally:
+        writer.close()
+    assert len(store.rows(schema.pipeline_runs)) == 4
 
 
 class _PoisonedStore(Store):

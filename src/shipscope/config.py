@@ -97,7 +97,8 @@ class Settings:
     commit_gather_ms: int = _setting(
         5,
         "SHIPSCOPE_COMMIT_GATHER_MS",
-        "How long the server's writer waits for more requests to join a commit; raises throughput under load.",
+        "Longest the server's writer waits for more requests to join a commit (it stops once as many have come as"
+        " recent commits answered); raises throughput under load.",
     )
     stage_patterns: dict[str, list[str]] = _setting(
         DEFAULT_STAGE_PATTERNS,

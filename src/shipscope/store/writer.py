@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -78,23 +78,32 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         stopping = False
+        # The sizes of the last commits: about as many requesters as the largest answered are on their way back.
+        recent: deque[int] = deque(maxlen=16)
         while not stopping:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
             # Requesters answered by the last commit are still coming back with their next write: a moment's
-            # wait lets them join this batch instead of each paying for a commit of its own.
+            # wait lets them join this batch instead of each paying for a commit of its own. Once as many have
+            # come as recent commits answered, waiting longer would only delay them (a lone client would wait
+            # out the whole window on every write); what is already queued joins all the same.
+            expected = max(recent, default=self._max_requests)
             deadline = time.monotonic() + self._gather_seconds
             while len(batch) < self._max_requests:
                 try:
-                    request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    if len(batch) >= expected:
+                        request = self._queue.get_nowait()
+                    else:
+                        request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if request is None:
                     stopping = True
                     break
                 batch.append(request)
+            recent.append(len(batch))
             self._commit(batch)
 
     def _commit(self, batch: list[_Request]) -> None:
