@@ -30,21 +30,39 @@ def _excerpt(data: bytes) -> str:
     return data[:_EXCERPT].decode(errors="replace")
 
 
-def read_record(position: int, data: bytes) -> Delivery | Rejection:
-    """One record as a one-event delivery, or the reason it is refused."""
+def _decoded(position: int, data: bytes) -> object:
+    """One record's JSON value, or the Rejection saying why its bytes are not JSON shipscope can keep."""
     if holds_nul(data):
         return Rejection(SOURCE, NUL_REFUSED, position, _excerpt(data))
     try:
-        value = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         reason = f"invalid JSON: {error.msg} at column {error.colno} (char {error.pos})"
         return Rejection(SOURCE, reason, position, _excerpt(data))
+
+
+def _digest(value: object) -> str:
+    """The delivery id: a hash of the content, so key order and spacing do not make a second event."""
+    return hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def record_identity(position: int, data: bytes) -> str | Rejection:
+    """A record's delivery id, or why its bytes are refused before any field is looked at (for callers that check
+    the fields in bulk, ``store.columnar``)."""
+    value = _decoded(position, data)
+    return value if isinstance(value, Rejection) else _digest(value)
+
+
+def read_record(position: int, data: bytes) -> Delivery | Rejection:
+    """One record as a one-event delivery, or the reason it is refused."""
+    value = _decoded(position, data)
+    if isinstance(value, Rejection):
+        return value
     try:
         event = parse_event(value)
     except EventError as error:
         return Rejection(SOURCE, str(error), position, _excerpt(data))
-    digest = hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
-    return Delivery(source=SOURCE, delivery_id=digest, kind=KIND, body=data, events=(event,))
+    return Delivery(source=SOURCE, delivery_id=_digest(value), kind=KIND, body=data, events=(event,))
 
 
 def read_records(records: Iterable[Record | Rejection]) -> Iterator[Delivery | Rejection]:

@@ -101,17 +101,21 @@ class EventPage:
     next_cursor: str | None
 
 
-def _merge_statement(table: sa.Table) -> sa.Insert:
+def _merge_statement(event_type: str) -> sa.Insert:
     """Upsert from ``stage_<table>``, one wave at a time, by the DESIGN.md §1 rules.
 
     The incoming row's fields win when its rank is at least the stored one (a later status, or the same one
     again); fields it lacks keep their stored values; a lower-ranked row only fills fields still empty.
     """
-    columns = [column for column in table.columns]
-    stage = stage_relation(f"stage_{table.name}", [*columns, _WAVE])
+    mapping = MAPPINGS[event_type]
+    table = mapping.table
+    columns = list(table.columns)
+    stage = stage_relation(f"stage_{table.name}", [*mapping.staged_columns, _WAVE])
+    incoming_values = {column.name: stage.c[column.name] for column in mapping.staged_columns}
+    incoming_values["merge_rank"] = mapping.rank(stage.c)
     insert = postgresql.insert(table).from_select(
         [column.name for column in columns],
-        sa.select(*(stage.c[column.name] for column in columns)).where(stage.c.wave == sa.bindparam("wave")),
+        sa.select(*(incoming_values[column.name] for column in columns)).where(stage.c.wave == sa.bindparam("wave")),
     )
     incoming = insert.excluded
     newer = incoming.merge_rank >= table.c.merge_rank
@@ -342,9 +346,8 @@ class Store:
                 row["wave"] = seen[key]
                 seen[key] += 1
             waves = max(seen.values())
-            table = mapping.table
-            with staged(conn, f"stage_{table.name}", [*table.columns, _WAVE], rows):
-                statement = _merge_statements(table)
+            with staged(conn, f"stage_{mapping.table.name}", [*mapping.staged_columns, _WAVE], rows):
+                statement = _merge_statements(event_type)
                 for wave in range(waves):
                     conn.execute(statement, {"wave": wave})
 

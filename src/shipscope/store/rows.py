@@ -63,11 +63,17 @@ def _test_case_key(row: dict[str, Any]) -> str:
     return _digest(row["run_id"], row["job_id"], *natural)
 
 
+Columns = sa.sql.ColumnCollection[str, sa.ColumnElement[Any]]
+"""The columns of a staged relation, by name."""
+
+
 @dataclass
 class EventMapping:
     type: str
     table: sa.Table
-    rank: Callable[[dict[str, Any]], int]
+    rank: Callable[[Columns], sa.ColumnElement[int]]
+    """The precedence of an incoming row (DESIGN.md §1), as SQL over the staged columns: every way rows reach the
+    merge computes it the same way."""
     time_column: str | None
     """The column a time-range filter applies to."""
     derive: Callable[[dict[str, Any], StageMatcher], None] | None = None
@@ -78,22 +84,30 @@ class EventMapping:
         return tuple(column.name for column in self.table.primary_key.columns)
 
     @cached_property
+    def staged_columns(self) -> tuple[sa.Column[Any], ...]:
+        """The columns an incoming row carries: all but ``merge_rank``, which the merge computes (``rank``)."""
+        return tuple(column for column in self.table.columns if column.name != "merge_rank")
+
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.table.columns)
+        return tuple(column.name for column in self.staged_columns)
 
 
-def _no_rank(row: dict[str, Any]) -> int:
-    return 0
+def _no_rank(columns: Columns) -> sa.ColumnElement[int]:
+    return sa.literal(0)
 
 
-def _run_rank(row: dict[str, Any]) -> int:
-    return _RUN_RANK[row["status"]]
+def _status_rank(ranks: Mapping[str, int]) -> Callable[[Columns], sa.ColumnElement[int]]:
+    def rank(columns: Columns) -> sa.ColumnElement[int]:
+        return sa.case(ranks, value=columns["status"], else_=0)
+
+    return rank
 
 
-def _incident_rank(row: dict[str, Any]) -> int:
+def _incident_rank(columns: Columns) -> sa.ColumnElement[int]:
     """The report that opened an incident (nothing acknowledged or resolved yet) is the authority on when it opened
     and what it is; later reports (an acknowledgement, a resolution, perhaps without the open time) fill the rest."""
-    return 1 if row.get("acknowledged_at") is None and row.get("resolved_at") is None else 0
+    return sa.case((sa.and_(columns["acknowledged_at"].is_(None), columns["resolved_at"].is_(None)), 1), else_=0)
 
 
 def _derive_step(row: dict[str, Any], stage_for: StageMatcher) -> None:
@@ -111,13 +125,13 @@ def _derive_test_case(row: dict[str, Any], stage_for: StageMatcher) -> None:
 MAPPINGS: dict[str, EventMapping] = {
     mapping.type: mapping
     for mapping in (
-        EventMapping("pipeline_run", schema.pipeline_runs, _run_rank, "created_at"),
-        EventMapping("job", schema.jobs, _run_rank, "created_at"),
-        EventMapping("step", schema.steps, _run_rank, "started_at", _derive_step),
+        EventMapping("pipeline_run", schema.pipeline_runs, _status_rank(_RUN_RANK), "created_at"),
+        EventMapping("job", schema.jobs, _status_rank(_RUN_RANK), "created_at"),
+        EventMapping("step", schema.steps, _status_rank(_RUN_RANK), "started_at", _derive_step),
         EventMapping("cache", schema.caches, _no_rank, None, _derive_cache),
         EventMapping("test_case", schema.test_cases, _no_rank, None, _derive_test_case),
         EventMapping("finding", schema.findings, _no_rank, "scanned_at"),
-        EventMapping("deployment", schema.deployments, lambda row: _DEPLOYMENT_RANK[row["status"]], "finished_at"),
+        EventMapping("deployment", schema.deployments, _status_rank(_DEPLOYMENT_RANK), "finished_at"),
         EventMapping("change", schema.changes, _no_rank, "authored_at"),
         EventMapping("pull_request", schema.pull_requests, _no_rank, "opened_at"),
         EventMapping("incident", schema.incidents, _incident_rank, "opened_at"),
@@ -137,7 +151,6 @@ def event_to_row(event: Event, stage_for: StageMatcher) -> dict[str, Any]:
             row[name] = orjson.dumps(row[name]).decode()
     if mapping.derive is not None:
         mapping.derive(row, stage_for)
-    row["merge_rank"] = mapping.rank(row)
     return row
 
 
