@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from shipscope.events import Event
@@ -32,6 +32,23 @@ class Rejection:
     position: int | None = None
     """1-based line of an NDJSON body or file, or item of a JSON array."""
     excerpt: str = ""
+
+
+LineIdentity = tuple[str, object, bytes]
+"""A line's delivery id, its decoded JSON value, and that value as canonical JSON text (sorted keys, no spacing)."""
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """A format of one event a line, as a store needs it to check a batch of lines in bulk (``Store.ingest_lines``)."""
+
+    source: str
+    kind: str
+    """The journal's source and kind of every line."""
+    identify: Callable[[int, bytes], LineIdentity | Rejection]
+    """(position, line) → who it is, or why its bytes are refused before any field is read."""
+    read: Callable[[int, bytes], Delivery | Rejection]
+    """(position, line) → the line as a delivery, or why it is refused: the one validator of its fields."""
 
 
 MAX_REPORTED_REJECTIONS = 1000

@@ -15,7 +15,7 @@ import ijson
 import orjson
 
 from shipscope.events import Event, EventError, parse_event
-from shipscope.ingest import Delivery, Rejection
+from shipscope.ingest import Delivery, LineFormat, LineIdentity, Rejection
 from shipscope.ingest.payload import NUL_REFUSED, holds_nul
 
 SOURCE = "events"
@@ -41,16 +41,23 @@ def _decoded(position: int, data: bytes) -> object:
         return Rejection(SOURCE, reason, position, _excerpt(data))
 
 
-def _digest(value: object) -> str:
-    """The delivery id: a hash of the content, so key order and spacing do not make a second event."""
-    return hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+def _canonical(value: object) -> bytes:
+    """The JSON text the delivery id hashes: sorted keys, no spacing, so neither makes a second event."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def record_identity(position: int, data: bytes) -> str | Rejection:
-    """A record's delivery id, or why its bytes are refused before any field is looked at (for callers that check
-    the fields in bulk, ``store.columnar``)."""
+def _digest(canonical: bytes) -> str:
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def record_identity(position: int, data: bytes) -> LineIdentity | Rejection:
+    """A record's delivery id, decoded value and canonical text, or why its bytes are refused before any field is
+    looked at (for a store that checks the fields in bulk)."""
     value = _decoded(position, data)
-    return value if isinstance(value, Rejection) else _digest(value)
+    if isinstance(value, Rejection):
+        return value
+    canonical = _canonical(value)
+    return _digest(canonical), value, canonical
 
 
 def read_record(position: int, data: bytes) -> Delivery | Rejection:
@@ -62,7 +69,10 @@ def read_record(position: int, data: bytes) -> Delivery | Rejection:
         event = parse_event(value)
     except EventError as error:
         return Rejection(SOURCE, str(error), position, _excerpt(data))
-    return Delivery(source=SOURCE, delivery_id=_digest(value), kind=KIND, body=data, events=(event,))
+    return Delivery(source=SOURCE, delivery_id=_digest(_canonical(value)), kind=KIND, body=data, events=(event,))
+
+
+EVENT_LINES = LineFormat(SOURCE, KIND, record_identity, read_record)
 
 
 def read_records(records: Iterable[Record | Rejection]) -> Iterator[Delivery | Rejection]:

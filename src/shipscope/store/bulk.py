@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 import duckdb
@@ -37,6 +38,14 @@ def _arrow_type(column: sa.ColumnElement[Any]) -> pa.DataType:
 
 def _in_utc(moments: Sequence[datetime | None]) -> list[datetime | None]:
     return [moment.astimezone(UTC) if moment is not None and moment.tzinfo else moment for moment in moments]
+
+
+def binary_array(values: Sequence[bytes]) -> pa.Array:
+    """``values`` as one Arrow binary array, built from their concatenation (``pa.array`` takes ≈ 1 µs a value)."""
+    data = b"".join(values)
+    kind, offset_type = (pa.binary(), pa.int32()) if len(data) < 2**31 else (pa.large_binary(), pa.int64())
+    offsets = pa.array([0, *accumulate(map(len, values))], offset_type)
+    return pa.Array.from_buffers(kind, len(values), [None, offsets.buffers()[1], pa.py_buffer(data)])
 
 
 def stage_relation(name: str, columns: Sequence[sa.Column[Any]]) -> sa.TableClause:

@@ -8,13 +8,16 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
+import pyarrow as pa
 import sqlalchemy as sa
 from duckdb_engine import Dialect as DuckDBDialect
 from sqlalchemy.dialects import postgresql
@@ -22,9 +25,9 @@ from sqlalchemy.dialects import postgresql
 from shipscope.config import DEFAULT_STAGE_PATTERNS
 from shipscope.errors import DatabaseBusy, InputError, StoreError
 from shipscope.events import Event
-from shipscope.ingest import Delivery, Rejection
-from shipscope.store import migrate, schema
-from shipscope.store.bulk import stage_relation, staged, staged_columns
+from shipscope.ingest import Delivery, LineFormat, Rejection
+from shipscope.store import columnar, migrate, schema
+from shipscope.store.bulk import binary_array, stage_relation, staged, staged_columns
 from shipscope.store.retention import Retention
 from shipscope.store.rows import MAPPINGS, StageMatcher, event_to_row, row_to_json
 
@@ -32,6 +35,7 @@ _JOURNAL_COLUMNS = [
     schema.raw_events.c[name] for name in ("seq", "source", "delivery_id", "kind", "received_at", "headers", "body")
 ]
 _WAVE = sa.Column("wave", sa.Integer)
+_MAX_SLOW_RUNS = 8
 _DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.+?)(?: \(PID (?P<pid>\d+)\))?(?:\. |\.?$)")
 
 Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
@@ -95,6 +99,25 @@ class ReprocessReport:
     """(journal seq, reason) of payloads the current parsers no longer accept."""
 
 
+@dataclass
+class LinesOutcome:
+    stored: int
+    duplicates: int
+    rejections: list[Rejection]
+    """In the order of their positions."""
+
+
+def _runs(flags: Sequence[bool]) -> list[tuple[bool, int, int]]:
+    """(flag, start, end) of each stretch of equal flags, in order."""
+    runs: list[tuple[bool, int, int]] = []
+    start = 0
+    for index in range(1, len(flags) + 1):
+        if index == len(flags) or flags[index] != flags[start]:
+            runs.append((flags[start], start, index))
+            start = index
+    return runs
+
+
 @dataclass(frozen=True)
 class EventPage:
     events: list[dict[str, Any]]
@@ -111,7 +134,9 @@ def _merge_statement(event_type: str) -> sa.Insert:
     table = mapping.table
     columns = list(table.columns)
     stage = stage_relation(f"stage_{table.name}", [*mapping.staged_columns, _WAVE])
-    incoming_values = {column.name: stage.c[column.name] for column in mapping.staged_columns}
+    incoming_values: dict[str, sa.ColumnElement[Any]] = {
+        column.name: stage.c[column.name] for column in mapping.staged_columns
+    }
     incoming_values["merge_rank"] = mapping.rank(stage.c)
     insert = postgresql.insert(table).from_select(
         [column.name for column in columns],
@@ -265,15 +290,159 @@ class Store:
 
     # ----- writes --------------------------------------------------------------------------------------
 
-    def ingest(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> list[bool]:
-        """``write`` in a transaction of its own; a database failure becomes a StoreError, nothing half-written."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A transaction of its own; a database failure becomes a StoreError, nothing half-written."""
         try:
             with self.engine.begin() as conn:
-                return self.write(conn, deliveries, rejections)
+                yield conn
         except sa.exc.DBAPIError as error:
             message = _first_line(error)
             hint = "raise SHIPSCOPE_DUCKDB_MEMORY_LIMIT" if "Out of Memory" in message else None
             raise StoreError(f"the database refused the write: {message}", hint=hint) from error
+
+    def ingest(self, deliveries: Sequence[Delivery], rejections: Sequence[Rejection] = ()) -> list[bool]:
+        """``write`` in a transaction of its own."""
+        with self._transaction() as conn:
+            return self.write(conn, deliveries, rejections)
+
+    def ingest_lines(self, records: Sequence[tuple[int, bytes]], lines: LineFormat) -> LinesOutcome:
+        """Stores a batch of one-event lines (position, bytes) in a transaction of its own, as ``write`` would
+        store each line's delivery. On DuckDB the lines are checked and shaped in bulk by SQL (``columnar``), and
+        only those it cannot prove valid are read one by one; the outcome is the same either way."""
+        received_at = datetime.now(UTC)
+        with self._transaction() as conn:
+            if conn.dialect.name != "duckdb":
+                return self._write_lines(conn, records, lines, received_at)
+            return self._write_lines_columnar(conn, records, lines, received_at)
+
+    def _write_lines(
+        self, conn: sa.Connection, records: Sequence[tuple[int, bytes]], lines: LineFormat, received_at: datetime
+    ) -> LinesOutcome:
+        deliveries: list[Delivery] = []
+        rejections: list[Rejection] = []
+        for record in records:
+            entry = lines.read(*record)
+            (deliveries if isinstance(entry, Delivery) else rejections).append(entry)  # type: ignore[arg-type]
+        is_new = self.write(conn, deliveries, rejections, received_at)
+        stored = sum(len(delivery.events) for delivery, new in zip(deliveries, is_new, strict=True) if new)
+        total = sum(len(delivery.events) for delivery in deliveries)
+        return LinesOutcome(stored, total - stored, rejections)
+
+    def _write_lines_columnar(
+        self, conn: sa.Connection, records: Sequence[tuple[int, bytes]], lines: LineFormat, received_at: datetime
+    ) -> LinesOutcome:
+        refused: list[Rejection] = []
+        kept: list[tuple[int, bytes]] = []
+        delivery_ids: list[str] = []
+        canonicals: list[bytes] = []
+        fitting: list[bool] = []
+        for position, data in records:
+            identity = lines.identify(position, data)
+            if isinstance(identity, Rejection):
+                refused.append(identity)
+                continue
+            delivery_id, value, canonical = identity
+            kept.append((position, data))
+            delivery_ids.append(delivery_id)
+            canonicals.append(canonical)
+            fitting.append(columnar.fits(value))
+        outcome = LinesOutcome(0, 0, [])
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        bodies = binary_array([data for _, data in kept])
+        stage = {
+            "idx": pa.array(range(len(kept)), pa.int64()),
+            "canonical": binary_array(canonicals).cast(pa.string()),
+            "fits": pa.array(fitting, pa.bool_()),
+        }
+        raw.register("stage_lines", pa.table(stage))
+        try:
+            conn.exec_driver_sql(columnar.CHECK_LINES)
+            flags = [bool(flag) for (flag,) in conn.exec_driver_sql("SELECT columnar FROM lines_checked ORDER BY idx")]
+            runs = _runs(flags)
+            if sum(1 for taken, _, _ in runs if not taken) > _MAX_SLOW_RUNS:
+                # Lines the SQL leaves to the validator, scattered through the batch: each run costs statements of
+                # its own, so past a few the batch goes the per-line way whole.
+                runs = [(False, 0, len(kept))]
+            for taken, start, end in runs:
+                if taken:
+                    stored = self._write_columnar_run(conn, range(start, end), delivery_ids, bodies, lines, received_at)
+                    outcome.stored += stored
+                    outcome.duplicates += end - start - stored
+                else:
+                    part = self._write_lines(conn, kept[start:end], lines, received_at)
+                    outcome.stored += part.stored
+                    outcome.duplicates += part.duplicates
+                    outcome.rejections.extend(part.rejections)
+            conn.exec_driver_sql("DROP TABLE lines_checked")
+        finally:
+            with suppress(duckdb.Error):  # an aborted transaction refuses it; the registration dies with it
+                raw.unregister("stage_lines")
+        if refused:
+            self.write(conn, [], refused, received_at)
+            outcome.rejections.extend(refused)
+        outcome.rejections.sort(key=lambda rejection: rejection.position or 0)
+        return outcome
+
+    def _write_columnar_run(
+        self,
+        conn: sa.Connection,
+        indices: range,
+        delivery_ids: Sequence[str],
+        bodies: pa.Array,
+        lines: LineFormat,
+        received_at: datetime,
+    ) -> int:
+        """Journals and merges lines ``indices`` of ``lines_checked``, all of them valid; returns how many were new."""
+        firsts: dict[str, int] = {}
+        for index in indices:
+            firsts.setdefault(delivery_ids[index], index)
+        count = len(firsts)
+        sequence_numbers = _take_sequence(conn, schema.raw_events_seq, count)
+        journal: dict[str, Sequence[Any]] = {
+            "seq": sequence_numbers,
+            "source": [lines.source] * count,
+            "delivery_id": list(firsts),
+            "kind": [lines.kind] * count,
+            "received_at": [received_at] * count,
+            "headers": [None] * count,
+            "body": bodies.take(pa.array(list(firsts.values()), pa.int64())),
+        }
+        inserted = self._journal(conn, journal)
+        new = [index for index, seq in zip(firsts.values(), sequence_numbers, strict=True) if seq in inserted]
+        if not new:
+            return 0
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.register("lines_new", pa.table({"idx": pa.array(new, pa.int64())}))
+        try:
+            present = conn.exec_driver_sql(
+                "SELECT DISTINCT type FROM lines_checked SEMI JOIN lines_new USING (idx) WHERE columnar"
+            )
+            for (event_type,) in present.all():
+                self._merge_columnar(conn, raw, event_type)
+        finally:
+            with suppress(duckdb.Error):
+                raw.unregister("lines_new")
+        return len(new)
+
+    def _merge_columnar(self, conn: sa.Connection, raw: Any, event_type: str) -> None:
+        table = MAPPINGS[event_type].table
+        if event_type in columnar.DERIVED:
+            names = [name for (name,) in conn.exec_driver_sql(columnar.distinct_names(event_type))]
+            stages = [self.stage_for(name) for name in names]
+            raw.register("line_stages", pa.table({"name": pa.array(names, pa.string()), "stage": stages}))
+        try:
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE stage_{table.name} AS {columnar.row_select(event_type)}")
+        finally:
+            with suppress(duckdb.Error):
+                raw.unregister("line_stages")
+        waves = conn.exec_driver_sql(f"SELECT max(wave) + 1 FROM stage_{table.name}").scalar() or 0
+        statement = _merge_statements(event_type)
+        for wave in range(waves):
+            conn.execute(statement, {"wave": wave})
+        conn.exec_driver_sql(f"DROP TABLE stage_{table.name}")
 
     def write(
         self,
@@ -304,9 +473,7 @@ class Store:
                 "headers": [orjson.dumps(d.headers).decode() if d.headers else None for d in firsts],
                 "body": [delivery.body for delivery in firsts],
             }
-            with staged_columns(conn, "stage_raw_events", _JOURNAL_COLUMNS, journal):
-                # Straight from the driver's cursor: a row object per journaled payload is measurable at import rates.
-                inserted_seqs = {seq for (seq,) in conn.execute(_JOURNAL_INSERT).cursor.fetchall()}
+            inserted_seqs = self._journal(conn, journal)
         new_keys = {key for key, seq in zip(first, sequence_numbers, strict=True) if seq in inserted_seqs}
         is_new = [
             first.get(key := (delivery.source, delivery.delivery_id)) == index and key in new_keys
@@ -330,6 +497,13 @@ class Store:
                 ],
             )
         return is_new
+
+    @staticmethod
+    def _journal(conn: sa.Connection, journal: Mapping[str, Sequence[Any]]) -> set[int]:
+        """Journals the deliveries given column by column; returns the seqs of those not journaled before."""
+        with staged_columns(conn, "stage_raw_events", _JOURNAL_COLUMNS, journal):
+            # Straight from the driver's cursor: a row object per journaled payload is measurable at import rates.
+            return {seq for (seq,) in conn.execute(_JOURNAL_INSERT).cursor.fetchall()}
 
     def _upsert(self, conn: sa.Connection, events: Sequence[Event]) -> None:
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
