@@ -354,3 +354,20 @@ def test_every_backend_counts_lines_alike(store: Store, _duckdb_template: Path) 
     assert summary(import_records(records, StoreSink(store), batch_size=64)) == expected
     stored, duplicates, refused = expected
     assert summary(import_records(records, StoreSink(store))) == (0, stored + duplicates, refused)
+
+
+def test_a_bulk_load_checkpoints_at_its_end_and_restores_the_threshold(_duckdb_template: Path) -> None:
+    with two_stores(_duckdb_template) as (bulk, _):
+        path = Path(str(bulk.engine.url.database))
+        with bulk.engine.connect() as conn:
+            usual = conn.exec_driver_sql("SELECT current_setting('checkpoint_threshold')").scalar()
+        with bulk.bulk_load():
+            with bulk.engine.connect() as conn:
+                during = conn.exec_driver_sql("SELECT current_setting('checkpoint_threshold')").scalar()
+            import_records(corpus(3, 2000), StoreSink(bulk))
+            assert path.with_name(path.name + ".wal").stat().st_size > 0
+        with bulk.engine.connect() as conn:
+            after = conn.exec_driver_sql("SELECT current_setting('checkpoint_threshold')").scalar()
+        assert (during, after) == ("256.0 MiB", usual)
+        wal = path.with_name(path.name + ".wal")
+        assert not wal.exists() or wal.stat().st_size == 0

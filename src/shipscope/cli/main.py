@@ -82,7 +82,8 @@ def _sink(settings: Settings) -> Iterator[RecordSink]:
         return
     store = _open_store(settings)
     try:
-        yield StoreSink(store)
+        with store.bulk_load():
+            yield StoreSink(store)
         store.analyze()
     finally:
         store.close()

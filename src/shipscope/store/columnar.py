@@ -155,64 +155,70 @@ def _text(value: str) -> str:
     )
 
 
-def _is_string(value: str, plain: bool = False) -> str:
-    return f"starts_with({value}, '\"')" + (f" AND NOT contains({value}, '\\')" if plain else "")
+def _is_string(json: str, plain: bool = False) -> str:
+    return f"starts_with({json}, '\"')" + (f" AND NOT contains({json}, '\\')" if plain else "")
 
 
-def _present_check(value: str, rule: _Rule) -> str:
-    """SQL that holds when a present value (JSON text, as orjson wrote it) is one the model takes as it is."""
+def _present_check(rule: _Rule) -> str:
+    """SQL that holds when a present value (JSON text, as orjson wrote it) is one the model takes as it is.
+
+    It reads the field's JSON (``j_<name>``), its text if a string (``t_<name>``) and its typed value
+    (``x_<name>``), each computed once per line by ``CHECK_LINES``."""
+    json, text, typed = (f"{prefix}_{rule.name}" for prefix in "jtx")
     if rule.kind == "text":
-        checks = [_is_string(value)]
+        checks = [_is_string(json)]
         if rule.non_empty:
-            checks.append(f"{value} <> '\"\"'")
+            checks.append(f"{json} <> '\"\"'")
         if rule.choices:
-            checks.append(f"{_text(value)} IN ({', '.join(_quoted(choice) for choice in rule.choices)})")
+            checks.append(f"{text} IN ({', '.join(_quoted(choice) for choice in rule.choices)})")
         return " AND ".join(checks)
     if rule.kind == "integer":
-        checks = [f"regexp_full_match({value}, '-?[0-9]{{1,19}}')"]
+        checks = [f"regexp_full_match({json}, '-?[0-9]{{1,19}}')"]
         if rule.minimum is not None:
-            checks.append(f"TRY_CAST({value} AS BIGINT) >= {int(rule.minimum)}")
+            checks.append(f"{typed} >= {int(rule.minimum)}")
         if rule.maximum is not None:
-            checks.append(f"TRY_CAST({value} AS BIGINT) <= {int(rule.maximum)}")
+            checks.append(f"{typed} <= {int(rule.maximum)}")
         return " AND ".join(checks)
     if rule.kind == "instant":
         return (
-            f"{_is_string(value, plain=True)} AND regexp_full_match({_text(value)}, {_quoted(_INSTANT)})"
-            f" AND TRY_CAST({_text(value)} AS TIMESTAMPTZ) IS NOT NULL"
+            f"{_is_string(json, plain=True)} AND regexp_full_match({text}, {_quoted(_INSTANT)}) AND {typed} IS NOT NULL"
         )
-    strings = (
-        f"regexp_full_match({value}, {_quoted(_PLAIN_NON_EMPTY_STRINGS if rule.items_non_empty else _PLAIN_STRINGS)})"
-    )
+    pattern = _PLAIN_NON_EMPTY_STRINGS if rule.items_non_empty else _PLAIN_STRINGS
+    strings = f"regexp_full_match({json}, {_quoted(pattern)})"
     if rule.kind == "list":
         return strings
-    return f"({_is_string(value, plain=True)}) OR ({strings})"
+    return f"({_is_string(json, plain=True)}) OR ({strings})"
 
 
-def _field_check(value: str, rule: _Rule) -> str:
+def _field_check(rule: _Rule) -> str:
     """Absent and null look alike here (both SQL NULL): ``fits`` has let through only nulls the model allows."""
     absent = "false" if rule.required and rule.default is None else "true"
-    return f"CASE WHEN {value} IS NULL THEN {absent} ELSE coalesce({_present_check(value, rule)}, false) END"
+    return f"CASE WHEN j_{rule.name} IS NULL THEN {absent} ELSE coalesce({_present_check(rule)}, false) END"
 
 
-def _value(value: str, rule: _Rule) -> str:
-    if rule.kind == "text":
-        expression = _text(value)
-    elif rule.kind == "integer":
-        expression = f"TRY_CAST({value} AS BIGINT)"
-    elif rule.kind == "instant":
-        expression = f"TRY_CAST({_text(value)} AS TIMESTAMPTZ)"
-    else:
-        expression = f"{value}::VARCHAR"
-    if rule.default is not None:
-        default = _quoted(rule.default) if isinstance(rule.default, str) else str(int(rule.default))
-        expression = f"coalesce({expression}, {default})"
-    return expression
+def _typed(name: str, kind: str) -> str:
+    """A field's value as its column keeps it, from its JSON (``j_``) and text (``t_``)."""
+    if kind == "integer":
+        return f"TRY_CAST(j_{name} AS BIGINT)"
+    if kind == "instant":
+        return f"TRY_CAST(t_{name} AS TIMESTAMPTZ)"
+    if kind == "text":
+        return f"t_{name}"
+    return f"j_{name}::VARCHAR"
 
 
-def _deployment_rule(fields: dict[str, str]) -> str:
+def _value(rule: _Rule) -> str:
+    """The column's value for one event type: the typed value, or the type's default when the field is absent."""
+    if rule.default is None:
+        return f"x_{rule.name}"
+    default = _quoted(rule.default) if isinstance(rule.default, str) else str(int(rule.default))
+    return f"coalesce(x_{rule.name}, {default})"
+
+
+def _deployment_rule() -> str:
     """``Deployment``'s own validator, as SQL: a finished status needs ``finished_at``."""
     finished = ", ".join(_quoted(status) for status in ("success", "failure", "cancelled"))
-    return f"NOT ({_text(fields['status'])} IN ({finished}) AND {fields['finished_at']} IS NULL)"
+    return f"NOT (t_status IN ({finished}) AND j_finished_at IS NULL)"
 
 
 _MODEL_RULES = {Deployment: _deployment_rule}
@@ -258,16 +264,25 @@ def fits(value: object) -> bool:
     )
 
 
-_PATHS = sorted({"type", *(rule.name for rules in TYPE_RULES.values() for rule in rules)})
-_SLOT = {name: f"line.{name}" for name in _PATHS}
-_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in _PATHS) + "}"
+def _field_kinds() -> dict[str, str]:
+    kinds: dict[str, str] = {"type": "text"}
+    for rules in TYPE_RULES.values():
+        for rule in rules:
+            if kinds.setdefault(rule.name, rule.kind) != rule.kind:
+                raise TypeError(f"field {rule.name} is {kinds[rule.name]} in one event type, {rule.kind} in another")
+    return kinds
+
+
+_KINDS = _field_kinds()
+"""Every field of the types this path takes, with its kind: one column per name in ``lines_checked``."""
+_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in _KINDS) + "}"
 
 
 def _type_check(event_type: str, rules: list[_Rule]) -> str:
-    checks = [_field_check(_SLOT[rule.name], rule) for rule in rules]
+    checks = [_field_check(rule) for rule in rules]
     model = EVENT_TYPES[event_type]
     if model in _MODEL_RULES:
-        checks.append(_MODEL_RULES[model](_SLOT))
+        checks.append(_MODEL_RULES[model]())
     return " AND ".join(f"({check})" for check in checks)
 
 
@@ -275,20 +290,36 @@ def _check_lines() -> str:
     cases = " ".join(
         f"WHEN {_quoted(event_type)} THEN {_type_check(event_type, rules)}" for event_type, rules in TYPE_RULES.items()
     )
+    json = ", ".join(f"line.{name} AS j_{name}" for name in _KINDS)
+    text = ", ".join(
+        f"{_text(f'j_{name}')} AS t_{name}" for name, kind in _KINDS.items() if kind in ("text", "instant")
+    )
+    typed = ", ".join(f"{_typed(name, kind)} AS x_{name}" for name, kind in _KINDS.items() if name != "type")
+    kept = ", ".join(f"x_{name}" for name in _KINDS if name != "type")
+    # Each level computes what the next reads more than once: DuckDB does not share equal subexpressions.
     return f"""
 CREATE TEMPORARY TABLE lines_checked AS
-SELECT idx, {_text(_SLOT["type"])} AS type, line,
-    coalesce(fits AND CASE {_text(_SLOT["type"])} {cases} ELSE false END, false) AS columnar
+SELECT idx, t_type AS type, {kept}, coalesce(fits AND CASE t_type {cases} ELSE false END, false) AS columnar
 FROM (
-    SELECT idx, fits, CASE WHEN fits THEN json_transform(canonical, {_quoted(_STRUCTURE)}) END AS line FROM stage_lines
+    SELECT *, {typed}
+    FROM (
+        SELECT *, {text}
+        FROM (
+            SELECT idx, fits, {json}
+            FROM (
+                SELECT idx, fits, CASE WHEN fits THEN json_transform(canonical, {_quoted(_STRUCTURE)}) END AS line
+                FROM stage_lines
+            )
+        )
+    )
 )
 """
 
 
 CHECK_LINES = _check_lines()
-"""Makes ``lines_checked(idx, type, line, columnar)`` from ``stage_lines(idx, canonical, fits)``, where
-``canonical`` is a line's JSON as orjson writes it with sorted keys and ``fits`` says what ``fits`` said of it;
-``line`` holds each field's JSON text."""
+"""Makes ``lines_checked(idx, type, x_<field>…, columnar)`` from ``stage_lines(idx, canonical, fits)``:
+``canonical`` is a line's JSON as orjson writes it with sorted keys, ``fits`` what ``fits`` said of it, and each
+``x_<field>`` the field's value as its column keeps it."""
 
 
 def row_select(event_type: str) -> str:
@@ -302,11 +333,11 @@ def row_select(event_type: str) -> str:
         if name in derived:
             values.append(f"line_stages.stage AS {name}")
         else:
-            values.append(f"{_value(_SLOT[name], rules[name])} AS {name}")
+            values.append(f"{_value(rules[name])} AS {name}")
     joins = ""
     if derived:
         (source,) = set(derived.values())
-        joins = f" JOIN line_stages ON line_stages.name = {_value(_SLOT[source], rules[source])}"
+        joins = f" JOIN line_stages ON line_stages.name = {_value(rules[source])}"
     keys = ", ".join(mapping.key_columns)
     return f"""
 SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY idx) - 1 AS wave
@@ -323,6 +354,6 @@ def distinct_names(event_type: str) -> str:
     rules = {rule.name: rule for rule in TYPE_RULES[event_type]}
     (source,) = set(DERIVED[event_type].values())
     return (
-        f"SELECT DISTINCT {_value(_SLOT[source], rules[source])} FROM lines_checked SEMI JOIN lines_new USING (idx)"
+        f"SELECT DISTINCT {_value(rules[source])} FROM lines_checked SEMI JOIN lines_new USING (idx)"
         f" WHERE type = {_quoted(event_type)} AND columnar"
     )

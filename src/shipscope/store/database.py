@@ -27,7 +27,7 @@ from shipscope.errors import DatabaseBusy, InputError, StoreError
 from shipscope.events import Event
 from shipscope.ingest import Delivery, LineFormat, Rejection
 from shipscope.store import columnar, migrate, schema
-from shipscope.store.bulk import binary_array, stage_relation, staged, staged_columns
+from shipscope.store.bulk import BinaryColumn, stage_relation, staged, staged_columns
 from shipscope.store.retention import Retention
 from shipscope.store.rows import MAPPINGS, StageMatcher, event_to_row, row_to_json
 
@@ -36,6 +36,7 @@ _JOURNAL_COLUMNS = [
 ]
 _WAVE = sa.Column("wave", sa.Integer)
 _MAX_SLOW_RUNS = 8
+_BULK_CHECKPOINT = "256MiB"
 _DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.+?)(?: \(PID (?P<pid>\d+)\))?(?:\. |\.?$)")
 
 Decoder = Callable[[str, bytes, Mapping[str, str]], Sequence[Event]]
@@ -306,6 +307,27 @@ class Store:
         with self._transaction() as conn:
             return self.write(conn, deliveries, rejections)
 
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Around a bulk import by a process that holds the database alone.
+
+        DuckDB checkpoints (writes its write-ahead log into the database file, indexes included) whenever the log
+        passes 16 MiB: with import-sized commits that is after every one, and each rewrites more as the tables grow
+        (at 1,000,000 events the commits took 8 s of 30). During the load it waits for 256 MiB of log (more
+        saved little and cost memory, bench/README.md), and checkpoints at the end.
+        """
+        if self.engine.dialect.name != "duckdb":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"SET GLOBAL checkpoint_threshold = '{_BULK_CHECKPOINT}'")
+        try:
+            yield
+        finally:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("RESET GLOBAL checkpoint_threshold")
+                conn.exec_driver_sql("CHECKPOINT")
+
     def ingest_lines(self, records: Sequence[tuple[int, bytes]], lines: LineFormat) -> LinesOutcome:
         """Stores a batch of one-event lines (position, bytes) in a transaction of its own, as ``write`` would
         store each line's delivery. On DuckDB the lines are checked and shaped in bulk by SQL (``columnar``), and
@@ -335,7 +357,7 @@ class Store:
         refused: list[Rejection] = []
         kept: list[tuple[int, bytes]] = []
         delivery_ids: list[str] = []
-        canonicals: list[bytes] = []
+        bodies, canonicals = BinaryColumn(), BinaryColumn()
         fitting: list[bool] = []
         for position, data in records:
             identity = lines.identify(position, data)
@@ -345,21 +367,24 @@ class Store:
             delivery_id, value, canonical = identity
             kept.append((position, data))
             delivery_ids.append(delivery_id)
+            bodies.append(data)
             canonicals.append(canonical)
             fitting.append(columnar.fits(value))
         outcome = LinesOutcome(0, 0, [])
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        bodies = binary_array([data for _, data in kept])
+        body_array = bodies.array()
         stage = {
             "idx": pa.array(range(len(kept)), pa.int64()),
-            "canonical": binary_array(canonicals).cast(pa.string()),
+            "canonical": canonicals.array().cast(pa.string()),
             "fits": pa.array(fitting, pa.bool_()),
         }
         raw.register("stage_lines", pa.table(stage))
         try:
             conn.exec_driver_sql(columnar.CHECK_LINES)
-            flags = [bool(flag) for (flag,) in conn.exec_driver_sql("SELECT columnar FROM lines_checked ORDER BY idx")]
+            flags = [True] * len(kept)
+            for (index,) in conn.exec_driver_sql("SELECT idx FROM lines_checked WHERE NOT columnar"):
+                flags[index] = False
             runs = _runs(flags)
             if sum(1 for taken, _, _ in runs if not taken) > _MAX_SLOW_RUNS:
                 # Lines the SQL leaves to the validator, scattered through the batch: each run costs statements of
@@ -367,7 +392,9 @@ class Store:
                 runs = [(False, 0, len(kept))]
             for taken, start, end in runs:
                 if taken:
-                    stored = self._write_columnar_run(conn, range(start, end), delivery_ids, bodies, lines, received_at)
+                    stored = self._write_columnar_run(
+                        conn, range(start, end), delivery_ids, body_array, lines, received_at
+                    )
                     outcome.stored += stored
                     outcome.duplicates += end - start - stored
                 else:
