@@ -33,11 +33,9 @@ class RecordSink(Protocol):
 class StoreSink:
     """Writes straight into a store this process has opened, one transaction per batch."""
 
-    batch_size = 50_000
-    """Large: on DuckDB each batch is checked by a few statements whose fixed cost is ≈ 100 ms (bench/README.md)."""
-
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.batch_size = store.lines_batch_size
 
     def send(self, records: list[Record], report: IngestReport) -> None:
         outcome = self._store.ingest_lines(records, EVENT_LINES)
