@@ -371,3 +371,12 @@ def test_a_bulk_load_checkpoints_at_its_end_and_restores_the_threshold(_duckdb_t
         assert (during, after) == ("256.0 MiB", usual)
         wal = path.with_name(path.name + ".wal")
         assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_line_nested_deeper_than_json_is_written_is_refused_as_the_model_refuses_it(_duckdb_template: Path) -> None:
+    records = [(1, orjson.dumps(VALID[2])), (2, b'{"type":"job","id":' + b"[" * 300 + b"]" * 300 + b"}")]
+    with two_stores(_duckdb_template) as (bulk, reference):
+        got = summary(import_records(records, StoreSink(bulk)))
+        assert got == summary(one_by_one(reference, records))
+        assert got[:2] == (1, 0) and got[2][0][0] == 2
+        assert contents(bulk) == contents(reference)

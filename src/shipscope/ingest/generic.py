@@ -56,7 +56,13 @@ def record_identity(position: int, data: bytes) -> LineIdentity | Rejection:
     value = _decoded(position, data)
     if isinstance(value, Rejection):
         return value
-    canonical = _canonical(value)
+    try:
+        canonical = _canonical(value)
+    except orjson.JSONEncodeError:
+        # orjson reads deeper nesting than it writes: such a line is refused by the model, in its words.
+        refused = read_record(position, data)
+        assert isinstance(refused, Rejection)
+        return refused
     return _digest(canonical), value, canonical
 
 
