@@ -444,9 +444,17 @@ _EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)
 _WEEK_SECONDS = 7 * 86_400
 
 
+_EPOCH_PART: sa.ColumnElement[str] = sa.literal_column("'epoch'")
+
+
 def _epoch(moment: sa.ColumnElement[Any]) -> sa.ColumnElement[float]:
-    """Seconds since the Unix epoch, as a double on both backends."""
-    return sa.cast(sa.extract("epoch", moment), sa.Double)
+    """Seconds since the Unix epoch, as a double on both backends.
+
+    ``date_part`` rather than ``extract``: on PostgreSQL ``extract`` returns ``numeric``, whose arithmetic made the
+    queue-time percentiles of a million jobs take 3.0 s against 1.7 s; ``date_part`` returns the same doubles (the
+    exact epoch, rounded once) without it. On DuckDB the two are one function.
+    """
+    return sa.func.date_part(_EPOCH_PART, moment, type_=sa.Double)
 
 
 def _elapsed(start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) -> sa.ColumnElement[float]:
