@@ -6,16 +6,19 @@ Percentiles are PostgreSQL's ``percentile_cont``: for n sorted samples x[0..n-1]
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from shipscope.demo import generate
 from shipscope.errors import InputError
 from shipscope.metrics.common import Filters, MetricsConfig, Percentiles, Window
 from shipscope.metrics.pipelines import (
+    _epoch,
     cache_hit_rates,
     classify_failure,
     duration_weeks,
@@ -702,3 +705,16 @@ def test_demo_dataset_report_is_sane(store: Store) -> None:
     check = shape["regression_check"]
     assert check["week"] == "2026-10-26"
     assert check["run_seconds"]["samples"] > 0
+
+
+def test_epoch_seconds_are_extracts_doubles(store: Store) -> None:
+    """Durations are differences of ``_epoch`` (``date_part``, which on PostgreSQL skips ``extract``'s numerics):
+    on both backends it gives, bit for bit, the double of ``extract(epoch …)``, so no duration moved with it."""
+    rng = random.Random(7)
+    start = datetime(2001, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(microseconds=rng.randrange(10**15)) for _ in range(500)]
+    stamps = sa.values(sa.column("moment", sa.DateTime(timezone=True)), name="stamps").data([(at,) for at in moments])
+    extracted = sa.cast(sa.extract("epoch", stamps.c.moment), sa.Double)
+    rows = store.query_rows(sa.select(_epoch(stamps.c.moment), extracted))
+    assert len(rows) == len(moments)
+    assert all(ours == theirs for ours, theirs in rows)
