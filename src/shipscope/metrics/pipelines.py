@@ -645,7 +645,7 @@ def _job_rank(jobs: sa.FromClause, config: MetricsConfig) -> sa.ColumnElement[in
     )
 
 
-def _recent_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
+def _recent_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Select[Any]:
     """Runs created since ``since`` that pass the filters, with ``latest``: the highest attempt stored for their id.
 
     A re-run is created after the attempt it repeats, so every attempt above one created in the window is created
@@ -655,20 +655,19 @@ def _recent_runs(window: Window, filters: Filters, config: MetricsConfig, *colum
     """
     runs = _runs
     names = dict.fromkeys(("source", "id", "attempt", "created_at", *columns))
-    return (
-        sa.select(
-            *(runs.c[name] for name in names),
-            sa.func.max(runs.c.attempt).over(partition_by=(runs.c.source, runs.c.id)).label("latest"),
-        )
-        .where(runs.c.created_at >= window.since, *_run_conditions(runs, filters, config))
-        .subquery("recent_runs")
-    )
+    return sa.select(
+        *(runs.c[name] for name in names),
+        sa.func.max(runs.c.attempt).over(partition_by=(runs.c.source, runs.c.id)).label("latest"),
+    ).where(runs.c.created_at >= window.since, *_run_conditions(runs, filters, config))
 
 
 def _window_runs(window: Window, filters: Filters, config: MetricsConfig, *columns: str) -> sa.Subquery:
     """Runs created in the window that pass the filters, with ``latest`` (see ``_recent_runs``)."""
-    recent = _recent_runs(window, filters, config, *columns)
-    return sa.select(recent).where(recent.c.created_at < window.until).subquery("window_runs")
+    return _created_before(_recent_runs(window, filters, config, *columns).subquery("recent_runs"), window.until)
+
+
+def _created_before(recent: sa.FromClause, until: datetime) -> sa.Subquery:
+    return sa.select(recent).where(recent.c.created_at < until).subquery("window_runs")
 
 
 def failure_rates(
@@ -824,7 +823,10 @@ def cache_hit_rates(
     on a new branch are both cold). Lookups of cold runs are counted apart (``cold``).
     """
     caches, jobs = _caches, _jobs
-    runs = _window_runs(window, filters, config, "repo", "branch")
+    # One reading of the recent runs for the three branches: PostgreSQL sorted them for their latest attempt once per
+    # reference otherwise.
+    recent = _recent_runs(window, filters, config, "repo", "branch").cte("recent_runs")
+    runs = _created_before(recent, window.until)
     columns = (caches.c.hit, runs.c.repo, runs.c.branch, runs.c.created_at)
     # Three branches joined on plain columns, so that the common case (a run never re-run) does not read the jobs
     # table: by run_id when the run has one attempt; by run_id and the attempt of the event's job when it has
@@ -834,7 +836,6 @@ def cache_hit_rates(
         .select_from(caches.join(runs, sa.and_(runs.c.source == caches.c.source, runs.c.id == caches.c.run_id)))
         .where(runs.c.latest == 1)
     )
-    recent = _recent_runs(window, filters, config)
     rerun = (
         sa.select(recent.c.source, recent.c.id, recent.c.latest)
         .where(recent.c.latest > 1, recent.c.attempt == recent.c.latest)
