@@ -137,7 +137,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from statistics import fmean
 from typing import Any, Literal, NamedTuple
 
@@ -1108,6 +1108,8 @@ class _Outcome:
     leads: list[LeadTimeRecord] = field(default_factory=list)
     """The lead times of its shipped changes (of the filtered repo), by start; empty unless measured."""
     recoveries: list[RecoveryRecord] = field(default_factory=list)
+    record: DeploymentRecord = field(init=False)
+    """Its explain row, made once its signals and incidents are known (every scope of every view shares it)."""
 
 
 @dataclass
@@ -1171,6 +1173,13 @@ def _outcomes(data: _Data, window: Window, definitions: DoraDefinitions) -> list
         if outcome.signals:
             stream = timeline.streams[(deploy.service, deploy.environment)]
             outcome.recoveries = _recoveries(outcome, stream, definitions)
+        outcome.record = DeploymentRecord(
+            deploy.id,
+            deploy.finished_at,
+            bool(outcome.signals),
+            tuple(signal for signal in FAILURE_SIGNALS if signal in outcome.signals) if outcome.signals else (),
+            tuple(sorted({incident.id for incident in outcome.incidents})) if outcome.incidents else (),
+        )
     return [timeline.counted[deploy] for deploy in timeline.good if deploy in timeline.counted]
 
 
@@ -1185,6 +1194,7 @@ def _rollbacks_and_hotfixes(timeline: _Timeline, data: _Data, definitions: DoraD
         if previous is not None and deploy.finished_at - previous.finished_at <= definitions.failure_horizon:
             timeline.mark(previous, signal)
 
+    hotfix_numbers = {number for _, number in data.hotfix_prs}  # a set of ints rules most changes out cheaply
     for deploy in data.deploys:
         if "rollback" in signals and deploy.rollback_of is not None:
             for target in timeline.by_id.get(deploy.rollback_of, ()):
@@ -1195,7 +1205,7 @@ def _rollbacks_and_hotfixes(timeline: _Timeline, data: _Data, definitions: DoraD
         if "hotfix" in signals and (
             deploy.kind == "hotfix"
             or any(
-                change.pr_number is not None and (change.repo, change.pr_number) in data.hotfix_prs
+                change.pr_number in hotfix_numbers and (change.repo, change.pr_number) in data.hotfix_prs
                 for change in timeline.shipped.get(deploy, ())
             )
         ):
@@ -1401,14 +1411,20 @@ def _measure(outcome: _Outcome, repo: str | None, definitions: DoraDefinitions) 
     return records
 
 
+_CHANGE_KEY = itemgetter(0, 1)
+"""A lead-time record's change: (repo, sha)."""
+_PULL_REQUEST_KEY = itemgetter(0, 2)
+"""A lead-time record's pull request: (repo, pr_number)."""
+
+
 def _lead_times(outcomes: Sequence[_Outcome], definitions: DoraDefinitions) -> list[LeadTimeRecord]:
     """One record per change (or pull request), at the earliest counted deploy that shipped it."""
     seen: set[tuple[str, str | int | None]] = set()
     records: list[LeadTimeRecord] = []
-    per_pull_request = definitions.lead_time_per == "pull_request"
+    key_of = _PULL_REQUEST_KEY if definitions.lead_time_per == "pull_request" else _CHANGE_KEY
     for outcome in outcomes:
         for record in outcome.leads:
-            key = (record.repo, record.pr_number if per_pull_request else record.sha)
+            key = key_of(record)
             if key not in seen:
                 seen.add(key)
                 records.append(record)
@@ -1590,19 +1606,11 @@ def _metrics(
     window: Window,
     definitions: DoraDefinitions,
     period: TrendPeriod,
+    changes: Sequence[LeadTimeRecord],
 ) -> DoraMetrics:
-    changes = _lead_times(outcomes, definitions)
+    """The four keys over ``outcomes``, whose measured changes (``_lead_times``) are ``changes``."""
     recoveries = [sample.record for sample in samples]
-    deployments = tuple(
-        DeploymentRecord(
-            outcome.deploy.id,
-            outcome.deploy.finished_at,
-            bool(outcome.signals),
-            tuple(signal for signal in FAILURE_SIGNALS if signal in outcome.signals) if outcome.signals else (),
-            tuple(sorted({incident.id for incident in outcome.incidents})) if outcome.incidents else (),
-        )
-        for outcome in outcomes
-    )
+    deployments = tuple(outcome.record for outcome in outcomes)
     return DoraMetrics(
         _frequency(outcomes, window, definitions),
         _lead_time(changes, len(outcomes), definitions),
@@ -1708,12 +1716,29 @@ def _report(
             by_service[outcome.deploy.service].append(outcome)
         for sample in samples:
             samples_by_service[sample.service].append(sample)
+    changes = _lead_times(outcomes, chosen)
+    # When no change (or pull request) was measured twice overall, none was within a service either: each service's
+    # changes are then its deploys' records as they stand.
+    distinct = len(changes) == sum(len(outcome.leads) for outcome in outcomes)
+
+    def service_changes(group: Sequence[_Outcome]) -> list[LeadTimeRecord]:
+        if distinct:
+            return [record for outcome in group for record in outcome.leads]
+        return _lead_times(group, chosen)
+
     return DoraReport(
         window,
         chosen,
-        _metrics(outcomes, samples, window, chosen, view.trend),
+        _metrics(outcomes, samples, window, chosen, view.trend, changes),
         {
-            name: _metrics(by_service[name], samples_by_service[name], window, chosen, view.trend)
+            name: _metrics(
+                by_service[name],
+                samples_by_service[name],
+                window,
+                chosen,
+                view.trend,
+                service_changes(by_service[name]),
+            )
             for name in sorted(by_service)
         },
     )
