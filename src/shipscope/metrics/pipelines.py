@@ -823,9 +823,14 @@ def cache_hit_rates(
     on a new branch are both cold). Lookups of cold runs are counted apart (``cold``).
     """
     caches, jobs = _caches, _jobs
-    # One reading of the recent runs for the three branches: PostgreSQL sorted them for their latest attempt once per
-    # reference otherwise.
-    recent = _recent_runs(window, filters, config, "repo", "branch").cte("recent_runs")
+    # One reading of the recent runs for the three branches on PostgreSQL, which sorted them for their latest attempt
+    # once per reference otherwise; DuckDB reads them faster inline, each branch with its own filters pushed down
+    # (materialized, the cache hit rates took 2.5 times as long).
+    recent = (
+        _recent_runs(window, filters, config, "repo", "branch")
+        .cte("recent_runs")
+        .prefix_with("NOT MATERIALIZED", dialect="duckdb")
+    )
     runs = _created_before(recent, window.until)
     columns = (caches.c.hit, runs.c.repo, runs.c.branch, runs.c.created_at)
     # Three branches joined on plain columns, so that the common case (a run never re-run) does not read the jobs
