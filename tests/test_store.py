@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from shipscope.errors import InputError, StoreError
+from shipscope.ingest import Delivery
 from shipscope.ingest.registry import decode
 from shipscope.metrics.common import Window
 from shipscope.metrics.pipelines import pipeline_report
@@ -258,6 +259,47 @@ def test_upgrade_from_the_first_revision_keeps_the_data(store: Store) -> None:
     store.set_cursor("github:acme/shop:workflow_runs", "page=4")
     assert store.cursor("github:acme/shop:workflow_runs") == "page=4"
     assert store.cursor("nothing") is None
+
+
+def test_upgrade_keys_the_journal_and_keeps_its_order_and_duplicates(store: Store) -> None:
+    """Revision 0006 gives every journaled delivery its single-column key; what was journaled stays a duplicate."""
+    events = [run(f"r{index}") for index in range(5)]
+    downgrade(store.engine, "0005")
+    with store.engine.begin() as conn:
+        for seq, event in enumerate(events, start=1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO raw_events (seq, source, delivery_id, kind, received_at, body) "
+                    "VALUES (:seq, :source, :id, 'events', :at, :body)"
+                ),
+                {
+                    "seq": seq * 10,
+                    "source": "events",
+                    "id": delivery(event).delivery_id,
+                    "at": datetime.now(UTC),
+                    "body": orjson.dumps(event),
+                },
+            )
+    store.upgrade()
+    journal = store.rows(schema.raw_events)
+    assert [row["seq"] for row in journal] == [10, 20, 30, 40, 50]
+    assert [row["delivery_key"] for row in journal] == [f"6:events:{row['delivery_id']}" for row in journal]
+    assert write(store, *events, run("r5")) == [False] * 5 + [True]
+    downgrade(store.engine, "0005")
+    store.upgrade()
+    assert len(store.rows(schema.raw_events)) == 6
+
+
+def test_a_source_and_id_that_read_alike_are_two_deliveries(store: Store) -> None:
+    """The key holds the source's length: ("a:b", "c") and ("a", "b:c") stay apart."""
+    with store.engine.begin() as conn:
+        assert store.write(
+            conn, [Delivery("a:b", "c", "events", b"{}", ()), Delivery("a", "b:c", "events", b"{}", ())]
+        ) == [
+            True,
+            True,
+        ]
+    assert sorted(row["delivery_key"] for row in store.rows(schema.raw_events)) == ["1:a:b:c", "3:a:b:c"]
 
 
 def test_analyze_gives_postgresql_statistics_after_a_bulk_load(store: Store) -> None:

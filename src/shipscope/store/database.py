@@ -166,10 +166,13 @@ def _journal_statement() -> sa.Insert:
     return (
         postgresql.insert(table)
         .from_select(
-            [column.name for column in _JOURNAL_COLUMNS],
-            sa.select(*(stage.c[column.name] for column in _JOURNAL_COLUMNS)),
+            [*(column.name for column in _JOURNAL_COLUMNS), table.c.delivery_key.name],
+            sa.select(
+                *(stage.c[column.name] for column in _JOURNAL_COLUMNS),
+                schema.journal_key(stage.c.source, stage.c.delivery_id),
+            ),
         )
-        .on_conflict_do_nothing(index_elements=[table.c.source, table.c.delivery_id])
+        .on_conflict_do_nothing(index_elements=[table.c.delivery_key])
         .returning(table.c.seq)
     )
 
@@ -715,16 +718,6 @@ class Store:
     def _fetch(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
-
-    def iter_journal(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
-        journal = schema.raw_events
-        last = -1
-        while True:
-            rows = self._fetch(sa.select(journal).where(journal.c.seq > last).order_by(journal.c.seq).limit(batch))
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1]["seq"]
 
 
 class Cursors:

@@ -41,8 +41,18 @@ raw_events = sa.Table(
     _ts("received_at", False),
     _text("headers"),
     sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.UniqueConstraint("source", "delivery_id", name="uq_raw_events_delivery"),
+    _text("delivery_key", False),
+    sa.UniqueConstraint("delivery_key", name="uq_raw_events_delivery_key"),
 )
+"""``delivery_key`` is (source, delivery_id) in one column (``journal_key``), which the journal is unique on. DuckDB
+finds a single-column key in its index when a write checks for duplicates, but matches a two-column one by hashing
+the whole table: every write read all the journal (57 ms a batch at 1,000,000 deliveries, against 7)."""
+
+
+def journal_key(source: sa.ColumnElement[str], delivery_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``<length of source>:<source>:<delivery_id>``: the length keeps two pairs apart whatever their text holds."""
+    return sa.cast(sa.func.length(source), sa.String) + ":" + source + ":" + delivery_id
+
 
 ingest_rejections = sa.Table(
     "ingest_rejections",
