@@ -139,6 +139,7 @@ def _merge_statement(event_type: str) -> sa.Insert:
         column.name: stage.c[column.name] for column in mapping.staged_columns
     }
     incoming_values["merge_rank"] = mapping.rank(stage.c)
+    incoming_values["merge_key"] = schema.joined_key(*(stage.c[name] for name in mapping.key_columns))
     insert = postgresql.insert(table).from_select(
         [column.name for column in columns],
         sa.select(*(incoming_values[column.name] for column in columns)).where(stage.c.wave == sa.bindparam("wave")),
@@ -150,11 +151,11 @@ def _merge_statement(event_type: str) -> sa.Insert:
             (newer, sa.func.coalesce(incoming[column.name], column)),
             else_=sa.func.coalesce(column, incoming[column.name]),
         )
-        for column in columns
-        if not column.primary_key and column.name != "merge_rank"
+        for column in mapping.staged_columns
+        if column.name not in mapping.key_columns
     }
     updates["merge_rank"] = sa.func.greatest(table.c.merge_rank, incoming.merge_rank)
-    return insert.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=updates)
+    return insert.on_conflict_do_update(index_elements=[table.c.merge_key], set_=updates)
 
 
 _merge_statements = cache(_merge_statement)
@@ -169,7 +170,7 @@ def _journal_statement() -> sa.Insert:
             [*(column.name for column in _JOURNAL_COLUMNS), table.c.delivery_key.name],
             sa.select(
                 *(stage.c[column.name] for column in _JOURNAL_COLUMNS),
-                schema.journal_key(stage.c.source, stage.c.delivery_id),
+                schema.joined_key(stage.c.source, stage.c.delivery_id),
             ),
         )
         .on_conflict_do_nothing(index_elements=[table.c.delivery_key])
@@ -661,7 +662,7 @@ class Store:
     def rows(self, table: sa.Table) -> list[dict[str, Any]]:
         """Every row of a table in key order (for checks and exports of small tables)."""
         with self.connect() as conn:
-            result = conn.execute(sa.select(table).order_by(*table.primary_key.columns))
+            result = conn.execute(sa.select(table).order_by(*schema.natural_key(table)))
             return [dict(row._mapping) for row in result]
 
     def list_events(

@@ -81,12 +81,12 @@ class EventMapping:
 
     @property
     def key_columns(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.table.primary_key.columns)
+        return tuple(column.name for column in schema.natural_key(self.table))
 
     @cached_property
     def staged_columns(self) -> tuple[sa.Column[Any], ...]:
-        """The columns an incoming row carries: all but ``merge_rank``, which the merge computes (``rank``)."""
-        return tuple(column for column in self.table.columns if column.name != "merge_rank")
+        """The columns an incoming row carries: all but ``merge_rank`` and ``merge_key``, which the merge computes."""
+        return tuple(column for column in self.table.columns if column.name not in {"merge_rank", "merge_key"})
 
     @cached_property
     def column_names(self) -> tuple[str, ...]:
