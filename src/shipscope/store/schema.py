@@ -8,7 +8,7 @@ event that last set it (its status's progress), so a late ``queued`` never overw
 A table's natural key (``NATURAL_KEYS``) is what tells its rows apart, such as (source, id). The tables are unique
 on ``merge_key`` rather than on those columns because DuckDB looks a single-column key up in its index when a
 write checks for conflicts, but matches a key of several columns by hashing the whole table: every webhook read
-every row of the tables it wrote to, and an upsert of 32 jobs into 1,000,000 took 40-180 ms instead of 7-10.
+every row of the tables it wrote to, and an upsert of 32 rows into 1,000,000 took 35-180 ms instead of 7-22.
 PostgreSQL looks either up in its index; there the natural key keeps a unique index of its own
 (``NATURAL_KEY_INDEXES``), which its joins and the event listing's key order use.
 """

@@ -76,8 +76,10 @@ def upgrade() -> None:
         if duckdb:
             _rebuild(name, keyed=True)
             continue
-        op.add_column(name, sa.Column("merge_key", sa.String(), nullable=True))
-        op.execute(f"UPDATE {name} SET merge_key = {_joined(natural)}")
+        # Computed while the table is rewritten once, then kept as a plain column: an UPDATE of every row would
+        # leave each table twice its size until vacuumed, and the reports' scans read all of it.
+        op.execute(f"ALTER TABLE {name} ADD COLUMN merge_key VARCHAR GENERATED ALWAYS AS ({_joined(natural)}) STORED")
+        op.execute(f"ALTER TABLE {name} ALTER COLUMN merge_key DROP EXPRESSION")
         op.alter_column(name, "merge_key", nullable=False)
         op.drop_constraint(f"{name}_pkey", name, type_="primary")
         op.create_primary_key(f"{name}_pkey", name, ["merge_key"])
