@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from shipscope.metrics.common import Filters, MetricsConfig, Window
 from shipscope.metrics.reports import run_report
@@ -74,7 +75,7 @@ def _sha(expr: str, prefix: str = "") -> str:
 
 
 def generators(runs: int, jobs_per_run: int, deployments: int) -> dict[str, str]:
-    """table → a SELECT producing its rows, columns in the table's order."""
+    """table → a SELECT producing its rows, columns in the table's order but ``merge_key``, which the load adds."""
     changes = deployments * 5
     prs = deployments
     change_step = SPAN / changes
@@ -212,6 +213,12 @@ def row_counts(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, 
     return {name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in tables}  # type: ignore[index]
 
 
+def _merge_key(table: sa.Table) -> str:
+    """SQL for the ``merge_key`` the store's merge gives a row of ``table``, over its columns by name."""
+    key = schema.joined_key(*(sa.column(column.name, column.type) for column in schema.natural_key(table)))
+    return str(key.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
 def load_duckdb(path: Path, sql: dict[str, str]) -> float:
     store = Store(f"duckdb:///{path}")
     store.upgrade()
@@ -219,9 +226,12 @@ def load_duckdb(path: Path, sql: dict[str, str]) -> float:
     started = time.perf_counter()
     conn = duckdb.connect(str(path))
     conn.execute("SET TimeZone = 'UTC'")
-    for table, select in sql.items():
-        names = ", ".join(f'"{column.name}"' for column in schema.metadata.tables[table].columns)
-        conn.execute(f"INSERT INTO {table} ({names}) {select}")
+    for name, select in sql.items():
+        table = schema.metadata.tables[name]
+        names = ", ".join(f'"{column.name}"' for column in table.columns if column.name != "merge_key")
+        conn.execute(
+            f"INSERT INTO {name} ({names}, merge_key) SELECT *, {_merge_key(table)} FROM ({select}) AS rows({names})"
+        )
     conn.execute("CHECKPOINT")
     conn.close()
     return time.perf_counter() - started
