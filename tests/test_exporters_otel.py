@@ -337,7 +337,7 @@ def _received(tmp_path: Path, body: bytes, content_type: str) -> tuple[Any, dict
         assert again.status_code == 200 and again.content == answer.content
     store = Store(url)
     tables = {
-        name: store.query(sa.select(table).order_by(*table.primary_key.columns))
+        name: store.query(sa.select(table).order_by(*schema.natural_key(table)))
         for name, table in (("runs", schema.pipeline_runs), ("jobs", schema.jobs), ("steps", schema.steps))
     }
     store.close()

@@ -9,8 +9,8 @@ A table's natural key (``NATURAL_KEYS``) is what tells its rows apart, such as (
 on ``merge_key`` rather than on those columns because DuckDB looks a single-column key up in its index when a
 write checks for conflicts, but matches a key of several columns by hashing the whole table: every webhook read
 every row of the tables it wrote to, and an upsert of 32 rows into 1,000,000 took 35-180 ms instead of 7-22.
-PostgreSQL looks either up in its index; there the natural key keeps a unique index of its own
-(``NATURAL_KEY_INDEXES``), which its joins and the event listing's key order use.
+PostgreSQL looks either up in its index; there the natural key keeps an index of its own (``NATURAL_KEY_INDEXES``),
+which its joins and the event listing's key order use.
 """
 
 from __future__ import annotations
@@ -361,7 +361,10 @@ NORMALIZED_TABLES: tuple[sa.Table, ...] = (
 )
 
 NATURAL_KEY_INDEXES: tuple[sa.Index, ...] = tuple(
-    sa.Index(f"uq_{table.name}_natural_key", *natural_key(table), unique=True) for table in NORMALIZED_TABLES
+    sa.Index(f"ix_{table.name}_natural_key", *natural_key(table)) for table in NORMALIZED_TABLES
 )
-"""The natural keys' unique indexes, which migration 0007 creates on PostgreSQL only: its joins and key-ordered
-listings use them, while on DuckDB each would be a second in-memory index to build at every import."""
+"""The natural keys' indexes, which migration 0007 creates on PostgreSQL only: its joins and key-ordered listings
+use them, while on DuckDB each would be a second in-memory index to build at every import. Not unique, though the
+natural key is (``merge_key`` is unique and joins it without loss): PostgreSQL resolves a write's conflict only on
+the index it names, so two servers inserting the same new row at once would fail on a second unique index instead
+of merging."""

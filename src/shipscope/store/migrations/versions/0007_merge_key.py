@@ -1,7 +1,7 @@
 """Each normalized table is keyed by one column, ``merge_key``, its natural key joined into one text.
 
 DuckDB looks up a write's conflicts in its index only when the key is a single column; on a natural key of several
-columns it hashed the whole table on every write. PostgreSQL keeps the natural key as a unique index beside the new
+columns it hashed the whole table on every write. PostgreSQL keeps an index on the natural key beside the new
 primary key. DuckDB cannot drop a constraint, so there each table is rebuilt under its old name, its rows copied in
 their stored order (which keeps the row groups' time ranges that reports skip by).
 
@@ -51,7 +51,8 @@ def _rebuild(name: str, *, keyed: bool) -> None:
         for column, kind, nullable in op.get_bind().execute(
             sa.text(
                 "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-                "WHERE table_name = :name AND column_name <> 'merge_key' ORDER BY column_index"
+                "WHERE database_name = current_database() AND schema_name = current_schema() "
+                "AND table_name = :name AND column_name <> 'merge_key' ORDER BY column_index"
             ),
             {"name": name},
         )
@@ -83,7 +84,7 @@ def upgrade() -> None:
         op.alter_column(name, "merge_key", nullable=False)
         op.drop_constraint(f"{name}_pkey", name, type_="primary")
         op.create_primary_key(f"{name}_pkey", name, ["merge_key"])
-        op.create_index(f"uq_{name}_natural_key", name, list(natural), unique=True)
+        op.create_index(f"ix_{name}_natural_key", name, list(natural))
 
 
 def downgrade() -> None:
@@ -92,7 +93,7 @@ def downgrade() -> None:
         if duckdb:
             _rebuild(name, keyed=False)
             continue
-        op.drop_index(f"uq_{name}_natural_key", table_name=name)
+        op.drop_index(f"ix_{name}_natural_key", table_name=name)
         op.drop_constraint(f"{name}_pkey", name, type_="primary")
         op.create_primary_key(f"{name}_pkey", name, list(natural))
         op.drop_column(name, "merge_key")
